@@ -1,0 +1,42 @@
+"""vggedu: the VGG very deep ConvNets (Simonyan & Zisserman, ICLR 2015) in plain NumPy/CuPy.
+
+The package is small modules, one idea each:
+
+- ``backend``    NumPy/CuPy switch (the only module that imports CuPy)
+- ``layers``     forward/backward function pairs (conv via im2col, pool, ReLU, FC, dropout, LRN, loss)
+- ``nn``         thin Module objects wrapping the pairs
+- ``gradcheck``  numerical gradients for testing every backward
+- ``optim``      SGD with momentum and weight decay, learning-rate schedules
+- ``configs``    Table 1 of the paper: configs A, A-LRN, B, C, D, E (+ ``tiny`` for tests)
+- ``models``     ``build_vgg`` and the summary (shapes, parameters, FLOPs, receptive fields)
+- ``transplant`` moving trained weights from A into deeper nets
+- ``checkpoint`` safe ``.npz`` checkpoints (atomic, hashed, no pickles)
+- ``data``       datasets, the paper's augmentation, a prefetching loader
+- ``train``      the trainer behind ``vggedu train``
+
+Heavy submodules are imported lazily so ``import vggedu`` stays fast.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_vgg": "vggedu.models",
+    "transplant": "vggedu.transplant",
+    "save_checkpoint": "vggedu.checkpoint",
+    "load_checkpoint": "vggedu.checkpoint",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vggedu' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,5 @@
+import sys
+
+from vggedu.cli import main
+
+sys.exit(main())
