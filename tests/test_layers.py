@@ -261,3 +261,19 @@ def test_loss_rejects_bad_labels_and_logits():
         L.softmax_cross_entropy(scores, np.array([0, 1]))
     with pytest.raises(ValueError, match="NaN"):
         L.softmax_cross_entropy(np.array([[np.nan, 0.0]]), np.array([0]))
+
+
+def test_col2im_is_the_adjoint_of_im2col(xp, rng):
+    """<im2col(x), y> == <x, col2im(y)>: what makes the fused backward's sum correct."""
+    x = randn(xp, rng, 2, 7, 6, 3)
+    for K, S in [(3, 1), (3, 2), (2, 2)]:
+        OH, OW = (7 - K) // S + 1, (6 - K) // S + 1
+        cols = L.im2col(x, K, K, S, OH, OW)
+        y = randn(xp, rng, *cols.shape)
+        assert abs(float((cols * y).sum()) - float((x * L.col2im(y, x.shape, S)).sum())) < 1e-9
+
+
+def test_im2col_accepts_non_contiguous_input(xp, rng):
+    x = randn(xp, rng, 2, 6, 6, 4)[:, :, :, ::2]  # strided channels
+    cols = L.im2col(x, 3, 3, 1, 4, 4)
+    assert float(cols[1, 2, 3, 1, 2, 1]) == float(x[1, 3, 5, 1])

@@ -106,16 +106,23 @@ def im2col(x_pad, KH, KW, stride, OH, OW):
     """Unfold a padded NHWC input into rows of receptive fields.
 
     x_pad: (N, Hp, Wp, C)  ->  cols: (N, OH, OW, KH, KW, C); a row ``cols[n, i, j]`` flattened
-    is the (KH*KW*C)-vector that output pixel (i, j) sees. One strided copy per kernel offset,
-    each copying channel-contiguous slabs.
+    is the (KH*KW*C)-vector that output pixel (i, j) sees. In NHWC the KW*C values of one kernel
+    row are contiguous in memory, so a strided view of each of the KH kernel rows is copied whole:
+    KH copies of (KW*C)-long runs (for the first layer, C=3, that is 9 floats a run, not 3).
     """
     xp = get_array_module(x_pad)
     N, _, _, C = x_pad.shape
-    cols = xp.empty((N, OH, OW, KH, KW, C), dtype=x_pad.dtype)
+    sN, sH, sW, sC = x_pad.strides
+    if sC != x_pad.itemsize or sW != C * sC:  # the runs below need a C-contiguous pixel layout
+        x_pad = xp.ascontiguousarray(x_pad)
+        sN, sH, sW, sC = x_pad.strides
+    cols = xp.empty((N, OH, OW, KH, KW * C), dtype=x_pad.dtype)
     for i in range(KH):
-        for j in range(KW):
-            cols[:, :, :, i, j, :] = x_pad[:, i : i + stride * OH : stride, j : j + stride * OW : stride, :]
-    return cols
+        rows = xp.lib.stride_tricks.as_strided(
+            x_pad[:, i:], shape=(N, OH, OW, KW * C), strides=(sN, stride * sH, stride * sW, sC)
+        )
+        cols[:, :, :, i, :] = rows
+    return cols.reshape(N, OH, OW, KH, KW, C)
 
 
 def col2im(dcols, padded_shape, stride):
@@ -170,10 +177,18 @@ def conv_backward(dout, cache, need_dx=True):
     db = dout2.sum(axis=0)
     if not need_dx:
         return None, dw, db
-    dcols = dout2 @ w.reshape(KH * KW * C, F).T  # (N*OH*OW, KH*KW*C)
     if KH == KW == 1 and stride == 1 and pad == 0:
-        return dcols.reshape(x_shape), dw, db
-    dx_pad = col2im(dcols.reshape(N, OH, OW, KH, KW, C), padded_shape, stride)
+        return (dout2 @ w.reshape(C, F).T).reshape(x_shape), dw, db
+    # col2im fused with the GEMM: for each kernel offset, the (N*OH*OW, C) gradient of the pixels
+    # it read is added back where they came from. The same sum as col2im(dout2 @ W.T), without
+    # materialising the (N*OH*OW, KH*KW*C) matrix: less memory, and measured faster on 2 cores.
+    xp = get_array_module(dout)
+    dx_pad = xp.zeros(padded_shape, dtype=dout.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            dx_pad[:, i : i + stride * OH : stride, j : j + stride * OW : stride, :] += (
+                dout2 @ w[i, j].T
+            ).reshape(N, OH, OW, C)
     H, W = x_shape[1:3]
     dx = dx_pad[:, pad : pad + H, pad : pad + W, :] if pad else dx_pad
     return dx, dw, db
