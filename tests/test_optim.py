@@ -89,3 +89,17 @@ def test_step_lr():
     for _ in range(5):
         sched.step()
     assert opt.lr == pytest.approx(0.01)
+
+
+def test_chunked_cpu_update_equals_the_rule_on_large_arrays():
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((300, 701)).astype(np.float32)  # > one 65536-element chunk, not a multiple
+    g = rng.standard_normal(w0.shape).astype(np.float32)
+    w = w0.copy()
+    opt = SGD({"fc6.W": w}, lr=0.1, momentum=0.9, weight_decay=0.01)
+    opt.step({"fc6.W": g})
+    opt.step({"fc6.W": g})
+    v = -0.1 * (g + 0.01 * w0.astype(np.float64))
+    w1 = w0 + v
+    v = 0.9 * v - 0.1 * (g + 0.01 * w1)
+    assert np.allclose(w, w1 + v, rtol=1e-5, atol=1e-6)
