@@ -277,3 +277,23 @@ def test_im2col_accepts_non_contiguous_input(xp, rng):
     x = randn(xp, rng, 2, 6, 6, 4)[:, :, :, ::2]  # strided channels
     cols = L.im2col(x, 3, 3, 1, 4, 4)
     assert float(cols[1, 2, 3, 1, 2, 1]) == float(x[1, 3, 5, 1])
+
+
+@pytest.mark.parametrize("shape,size,stride", [((2, 4, 6, 3), 2, 2), ((1, 6, 6, 2), 3, 3), ((1, 5, 5, 2), 2, 2)])
+def test_maxpool_fast_and_general_paths_agree(xp, shape, size, stride):
+    """The tiled fast path (size == stride, divisible) and the strided path give the same results, ties included."""
+    rng = np.random.default_rng(0)
+    x = xp.asarray(rng.integers(0, 3, shape).astype(np.float64))  # many ties
+    out, cache = L.maxpool_forward(x, size, stride)
+    dout = xp.asarray(rng.standard_normal(out.shape))
+    dx = L.maxpool_backward(dout, cache)
+    # the oracle: explicit loops, gradient to the first maximum in row-major order
+    xn, dn = np.asarray(x.tolist()), np.asarray(dout.tolist())
+    ref_out, ref_dx = np.zeros(out.shape), np.zeros(shape)
+    for n, i, j, c in np.ndindex(*out.shape):
+        win = xn[n, i * stride : i * stride + size, j * stride : j * stride + size, c]
+        a, b = np.unravel_index(np.argmax(win), win.shape)  # np.argmax returns the first maximum
+        ref_out[n, i, j, c] = win[a, b]
+        ref_dx[n, i * stride + a, j * stride + b, c] += dn[n, i, j, c]
+    assert np.array_equal(np.asarray(out.tolist()), ref_out)
+    assert np.allclose(np.asarray(dx.tolist()), ref_dx)

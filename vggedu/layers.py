@@ -201,9 +201,11 @@ def maxpool_forward(x, size=2, stride=2):
     """Max-pooling over size x size windows, one channel at a time (VGG: 2x2, stride 2).
 
     x: (N, H, W, C)  ->  out: (N, OH, OW, C), OH = (H - size) // stride + 1 (same for OW).
-    cache: (argmax (N, OH, OW, C) window offsets, x shape, size, stride).
     Ties: the gradient goes to the *first* maximal element of the window in row-major order
     (as in Caffe and PyTorch), never split between tied elements.
+    cache: ("tiled", x, out, size) when the windows tile x exactly (size == stride, H and W
+    multiples of it: every VGG pool), else ("strided", argmax offsets (N, OH, OW, C), x shape,
+    size, stride).
     """
     _check_float("x", x)
     _check_ndim("x", x, 4, "NHWC (N, H, W, C)")
@@ -212,6 +214,14 @@ def maxpool_forward(x, size=2, stride=2):
         raise ValueError(f"pool window {size}x{size} is larger than the input {H}x{W} (x shape {tuple(x.shape)})")
     xp = get_array_module(x)
     OH, OW = conv_output_size(H, size, stride), conv_output_size(W, size, stride)
+    if size == stride and H % size == 0 and W % size == 0:
+        # Non-overlapping windows: a reshape exposes each window offset as a strided view, and the
+        # maximum is size*size - 1 elementwise np.maximum calls. Backward recomputes the argmax.
+        xr = x.reshape(N, OH, size, OW, size, C)
+        out = xr[:, :, 0, :, 0].copy()
+        for k in range(1, size * size):
+            xp.maximum(out, xr[:, :, k // size, :, k % size], out=out)
+        return out, ("tiled", x, out, size)
     out = None
     argmax = xp.zeros((N, OH, OW, C), dtype=np.int8 if size * size < 128 else np.int32)
     for k in range(size * size):
@@ -223,19 +233,29 @@ def maxpool_forward(x, size=2, stride=2):
         better = slab > out  # strict: on a tie the earlier element keeps the gradient
         xp.copyto(argmax, k, where=better)
         xp.maximum(out, slab, out=out)
-    return out, (argmax, x.shape, size, stride)
+    return out, ("strided", argmax, x.shape, size, stride)
 
 
 def maxpool_backward(dout, cache):
     """Gradient of ``maxpool_forward``: dout (N, OH, OW, C) -> dx (N, H, W, C), routed to the argmax."""
-    argmax, x_shape, size, stride = cache
     xp = get_array_module(dout)
     N, OH, OW, C = dout.shape
+    if cache[0] == "tiled":
+        _, x, out, size = cache
+        dx = xp.empty(x.shape, dtype=dout.dtype)
+        xr, dxr = x.reshape(N, OH, size, OW, size, C), dx.reshape(N, OH, size, OW, size, C)
+        taken = xp.zeros(out.shape, dtype=bool)  # windows whose maximum already got the gradient
+        for k in range(size * size):
+            hit = xr[:, :, k // size, :, k % size] == out
+            hit &= ~taken
+            taken |= hit
+            xp.multiply(dout, hit, out=dxr[:, :, k // size, :, k % size])
+        return dx
+    _, argmax, x_shape, size, stride = cache
     dx = xp.zeros(x_shape, dtype=dout.dtype)
-    zero = dout.dtype.type(0)
     for k in range(size * size):
         i, j = divmod(k, size)
-        dx[:, i : i + stride * OH : stride, j : j + stride * OW : stride, :] += xp.where(argmax == k, dout, zero)
+        dx[:, i : i + stride * OH : stride, j : j + stride * OW : stride, :] += dout * (argmax == k)
     return dx
 
 
@@ -252,8 +272,7 @@ def relu_forward(x):
 
 def relu_backward(dout, cache):
     """Gradient of ReLU: dout (any shape) -> dx = dout where the output was positive, else 0."""
-    xp = get_array_module(dout)
-    return xp.where(cache > 0, dout, dout.dtype.type(0))
+    return dout * (cache > 0)  # multiplying by the mask measured 8x faster than np.where here
 
 
 # ----------------------------------------------------------------------------- fully connected
