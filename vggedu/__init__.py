@@ -23,10 +23,15 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build_vgg": "vggedu.models",
-    "transplant": "vggedu.transplant",
     "save_checkpoint": "vggedu.checkpoint",
     "load_checkpoint": "vggedu.checkpoint",
 }
+
+# The function ``transplant`` shares its name with its module, and importing a submodule sets the
+# package attribute of that name to the module (the CLI imports it), which would shadow a lazy
+# export. Importing it here binds the function last; the module stays ``sys.modules["vggedu.transplant"]``
+# (``from vggedu.transplant import PAPER_LAYERS`` works). It imports nothing heavy.
+from vggedu.transplant import transplant  # noqa: E402
 
 
 def __getattr__(name):
@@ -39,4 +44,4 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "transplant", *_LAZY]

@@ -1,0 +1,175 @@
+"""Benchmark: whole VGG nets, vggedu against PyTorch CPU, side by side in one run.
+
+Three workloads:
+  * a VGG-A training step (forward, backward, SGD update with momentum and weight decay)
+    at 32x32, batch 64, 10 classes;
+  * the same at 224x224, batch 8, 1000 classes (the paper's net, 133M parameters);
+  * a VGG-16 (config D) forward pass at 224x224, batch 4, 1000 classes.
+
+The PyTorch net is generated from the same vggedu model (layer by layer, NCHW, PyTorch's default
+layout), so both run the same architecture. Times are interleaved repetition by repetition and
+the median of per-repetition ratios is reported (vggedu / PyTorch; below 1 means vggedu is
+faster), with GFLOP/s and % of the float32 GEMM peak measured in the same run. Peak memory is
+measured in a fresh process per framework and workload (resident-set growth over the process's
+size before the model was built).
+
+    python bench/vgg.py            # all three, 5 repetitions
+    python bench/vgg.py --quick    # 32x32 training step only, 3 repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import blas_kernel, describe_machine, gemm_peak, interleaved, median_ratio, set_torch_threads  # noqa: E402
+
+from vggedu import build_vgg, nn  # noqa: E402
+from vggedu.optim import SGD  # noqa: E402
+
+WORKLOADS = {
+    "A-train-32": dict(config="A", size=32, batch=64, classes=10, train=True),
+    "A-train-224": dict(config="A", size=224, batch=8, classes=1000, train=True),
+    "D-forward-224": dict(config="D", size=224, batch=4, classes=1000, train=False),
+}
+
+
+def torch_twin(torch, model):
+    """The same layer sequence as a vggedu model, as a PyTorch nn.Sequential (NCHW)."""
+    tnn = torch.nn
+    mods = []
+    for m in model.net:
+        if isinstance(m, nn.Conv2d):
+            KH, KW, C, F = m.params["W"].shape
+            mods.append(tnn.Conv2d(C, F, KH, stride=m.stride, padding=m.pad))
+        elif isinstance(m, nn.MaxPool2d):
+            mods.append(tnn.MaxPool2d(m.size, m.stride))
+        elif isinstance(m, nn.ReLU):
+            mods.append(tnn.ReLU())
+        elif isinstance(m, nn.LocalResponseNorm):
+            mods.append(tnn.LocalResponseNorm(m.size, m.alpha, m.beta, m.k))
+        elif isinstance(m, nn.Flatten):
+            mods.append(tnn.Flatten())
+        elif isinstance(m, nn.Linear):
+            D, M = m.params["W"].shape
+            mods.append(tnn.Linear(D, M))
+        elif isinstance(m, nn.Dropout):
+            mods.append(tnn.Dropout(m.p))
+        else:
+            raise TypeError(f"no PyTorch twin for {m!r}")
+    return tnn.Sequential(*mods)
+
+
+def flops_per_image(model) -> float:
+    return float(sum(row["flops"] for row in model.summary()))
+
+
+def make_work(framework, name, torch=None, seed=0):
+    """(callable running one step, model) for one framework and workload."""
+    w = WORKLOADS[name]
+    rng = np.random.default_rng(seed)
+    model = build_vgg(w["config"], num_classes=w["classes"], input_size=w["size"], init="he", seed=seed)
+    x = rng.standard_normal((w["batch"], w["size"], w["size"], 3), dtype=np.float32)
+    y = rng.integers(0, w["classes"], w["batch"])
+    if framework == "vggedu":
+        if w["train"]:
+            opt = SGD(model.params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
+
+            def step():
+                _, grads = model.loss(x, y)
+                opt.step(grads)
+        else:
+            def step():
+                model.forward(x, train=False)
+        return step, model
+    net = torch_twin(torch, model)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    yt = torch.from_numpy(y)
+    if w["train"]:
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(net(xt), yt).backward()
+            opt.step()
+    else:
+        net.eval()
+
+        def step():
+            with torch.no_grad():
+                net(xt)
+    return step, model
+
+
+def measure_memory(framework: str, name: str) -> float:
+    """Peak RSS growth (MB) of a fresh process that builds the workload and runs 2 steps."""
+    bench_dir = str(Path(__file__).resolve().parent)
+    code = "\n".join([
+        "import sys, json, resource",
+        f"sys.path.insert(0, {bench_dir!r})",
+        "import torch" if framework == "torch" else "torch = None",
+        "import vgg as B",
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        f"step, _ = B.make_work({framework!r}, {name!r}, torch)",
+        "step(); step()",
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        "print(json.dumps((peak - base) / 1024))",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(name, torch, repeats, peak, memory=True):
+    w = WORKLOADS[name]
+    ours, model = make_work("vggedu", name)
+    theirs, _ = make_work("torch", name, torch)
+    t = interleaved({"vggedu": ours, "torch": theirs}, repeats)
+    flops = flops_per_image(model) * w["batch"] * (3 if w["train"] else 1)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    ratio = median_ratio(t["vggedu"], t["torch"])
+    g = {k: flops / v / 1e9 for k, v in med.items()}
+    mem = {k: measure_memory(k, name) for k in ("vggedu", "torch")} if memory else {}
+    what = "training step" if w["train"] else "forward"
+    print(f"| {w['config']} {what} {w['size']}x{w['size']} batch {w['batch']} "
+          f"| {med['vggedu'] * 1e3:.0f} / {med['torch'] * 1e3:.0f} | **{ratio:.2f}x** "
+          f"| {g['vggedu']:.0f} ({100 * g['vggedu'] / peak:.0f}%) | {g['torch']:.0f} ({100 * g['torch'] / peak:.0f}%) "
+          + (f"| {mem['vggedu']:.0f} / {mem['torch']:.0f} ({mem['vggedu'] / mem['torch']:.2f}x) |" if mem else "| - |"))
+    del ours, theirs, model
+    return ratio
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="32x32 training step only, 3 repetitions")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-process memory measurement")
+    parser.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only these workloads")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        sys.exit("bench/vgg.py compares with PyTorch: pip install 'vggedu[bench]' (torch==2.13.0)")
+    repeats = args.repeats or (3 if args.quick else 5)
+    threads = set_torch_threads(torch)
+    peak = gemm_peak()
+    print(f"# bench/vgg.py: {describe_machine()}; PyTorch {torch.__version__} with {threads} threads")
+    print(f"NumPy BLAS kernel: {blas_kernel()}; float32 GEMM peak measured now: {peak:.0f} GFLOP/s\n")
+    print("| workload | ms (vggedu / torch) | ratio | vggedu GFLOP/s (% peak) | torch GFLOP/s (% peak) "
+          "| peak MB (vggedu / torch) |")
+    print("|---|---|---|---|---|---|")
+    names = args.only or (["A-train-32"] if args.quick else list(WORKLOADS))
+    for name in names:
+        run(name, torch, repeats, peak, memory=not args.no_memory)
+    print(f"\nGEMM peak after the run: {gemm_peak():.0f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
