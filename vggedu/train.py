@@ -176,7 +176,9 @@ class Trainer:
         header_cfg = load_checkpoint(ckpt_path).meta.get("train_config")
         if header_cfg is None:
             raise ValueError(f"{ckpt_path} holds no training config: it was not written by the trainer")
-        return cls(replace(TrainConfig(**header_cfg), out=str(out), **overrides), resume=True, callbacks=callbacks)
+        known = {f.name for f in fields(TrainConfig)}  # a field added since the file was written takes its default
+        cfg = TrainConfig(**{k: v for k, v in header_cfg.items() if k in known})
+        return cls(replace(cfg, out=str(out), **overrides), resume=True, callbacks=callbacks)
 
     def _saved_run(self, cfg):
         path = self.paths["last"]
@@ -186,7 +188,7 @@ class Trainer:
         saved_cfg = ckpt.meta.get("train_config", {})
         diff = [f"{f.name}: saved {saved_cfg.get(f.name)!r}, asked {getattr(cfg, f.name)!r}"
                 for f in fields(TrainConfig)
-                if f.name not in RUN_ONLY and saved_cfg.get(f.name) != getattr(cfg, f.name)]
+                if f.name not in RUN_ONLY and f.name in saved_cfg and saved_cfg[f.name] != getattr(cfg, f.name)]
         if diff:
             raise ValueError(f"cannot resume {path} with a different recipe ({'; '.join(diff)}); "
                              "drop those options or train into a new --out")
