@@ -86,3 +86,22 @@ def set_torch_threads(torch, threads: int | None = None) -> int:
     threads = threads or int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(threads)
     return threads
+
+
+def start(script: str, repeats: int | None, quick: bool):
+    """The set-up every PyTorch comparison shares: import torch (or exit with how to get it), match its
+    thread count to NumPy's, measure the GEMM peak and print the machine line.
+
+    Returns ``(torch, repeats, peak_gflops)``.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit(f"{script} compares with PyTorch: pip install 'vggedu[bench]' (torch==2.13.0)") from None
+    repeats = repeats or (3 if quick else 5)
+    threads = set_torch_threads(torch)
+    peak = gemm_peak()
+    print(f"# {script}: {time.strftime('%Y-%m-%d')}, {describe_machine()}; PyTorch {torch.__version__} "
+          f"with {threads} threads")
+    print(f"NumPy BLAS kernel: {blas_kernel()}; float32 GEMM peak measured now: {peak:.0f} GFLOP/s")
+    return torch, repeats, peak

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py beside this file
-from common import blas_kernel, describe_machine, gemm_peak, interleaved, median_ratio, set_torch_threads  # noqa: E402
+from common import gemm_peak, interleaved, median_ratio, start  # noqa: E402
 
 from vggedu import build_vgg, layers, nn  # noqa: E402
 
@@ -113,15 +113,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="32x32 only, 3 repetitions")
     parser.add_argument("--repeats", type=int, default=None, help="repetitions per measurement (default 5)")
     args = parser.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        sys.exit("bench/layers.py compares with PyTorch: pip install 'vggedu[bench]' (torch==2.13.0)")
-    repeats = args.repeats or (3 if args.quick else 5)
-    threads = set_torch_threads(torch)
-    peak = gemm_peak()
-    print(f"# bench/layers.py: {describe_machine()}; PyTorch {torch.__version__} with {threads} threads")
-    print(f"NumPy BLAS kernel: {blas_kernel()}; float32 GEMM peak measured now: {peak:.0f} GFLOP/s")
+    torch, repeats, peak = start("bench/layers.py", args.repeats, args.quick)
     settings = [(32, 64)] if args.quick else [(32, 64), (224, 8)]
     results = {s: run(s, torch, repeats, peak) for s in settings}
     print(f"\nGEMM peak after the run: {gemm_peak():.0f} GFLOP/s")

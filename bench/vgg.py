@@ -6,7 +6,7 @@ Three workloads:
   * the same at 224x224, batch 8, 1000 classes (the paper's net, 133M parameters);
   * a VGG-16 (config D) forward pass at 224x224, batch 4, 1000 classes.
 
-The PyTorch net is generated from the same vggedu model (layer by layer, NCHW, PyTorch's default
+The PyTorch net is generated from the same config table (layer by layer, NCHW, PyTorch's default
 layout), so both run the same architecture. Times are interleaved repetition by repetition and
 the median of per-repetition ratios is reported (vggedu / PyTorch; below 1 means vggedu is
 faster), with GFLOP/s and % of the float32 GEMM peak measured in the same run. Peak memory is
@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import blas_kernel, describe_machine, gemm_peak, interleaved, median_ratio, set_torch_threads  # noqa: E402
+from common import gemm_peak, interleaved, median_ratio, start  # noqa: E402
 
-from vggedu import build_vgg, nn  # noqa: E402
+from vggedu import build_vgg  # noqa: E402
+from vggedu.configs import layer_table  # noqa: E402
 from vggedu.optim import SGD  # noqa: E402
 
 WORKLOADS = {
@@ -41,44 +42,45 @@ WORKLOADS = {
 }
 
 
-def torch_twin(torch, model):
-    """The same layer sequence as a vggedu model, as a PyTorch nn.Sequential (NCHW)."""
+def torch_twin(torch, rows):
+    """The same layer sequence as a vggedu model, as a PyTorch nn.Sequential (NCHW).
+
+    Built from the config table's rows (``vggedu.configs.layer_table``), not from a vggedu model, so
+    that PyTorch's memory measurement does not also hold a vggedu copy of the weights."""
     tnn = torch.nn
-    mods = []
-    for m in model.net:
-        if isinstance(m, nn.Conv2d):
-            KH, KW, C, F = m.params["W"].shape
-            mods.append(tnn.Conv2d(C, F, KH, stride=m.stride, padding=m.pad))
-        elif isinstance(m, nn.MaxPool2d):
-            mods.append(tnn.MaxPool2d(m.size, m.stride))
-        elif isinstance(m, nn.ReLU):
+    mods, shape = [], None
+    for r in rows:
+        kind = r["kind"]
+        if kind == "conv":
+            mods.append(tnn.Conv2d(r["in_channels"], r["out_channels"], r["kernel"], stride=r["stride"],
+                                   padding=r["pad"]))
+        elif kind == "maxpool":
+            mods.append(tnn.MaxPool2d(r["kernel"], r["stride"]))
+        elif kind == "relu":
             mods.append(tnn.ReLU())
-        elif isinstance(m, nn.LocalResponseNorm):
-            mods.append(tnn.LocalResponseNorm(m.size, m.alpha, m.beta, m.k))
-        elif isinstance(m, nn.Flatten):
+        elif kind == "lrn":
+            mods.append(tnn.LocalResponseNorm(5, 1e-4, 0.75, 2.0))  # vggedu's lrn_forward defaults
+        elif kind == "flatten":
             mods.append(tnn.Flatten())
-        elif isinstance(m, nn.Linear):
-            D, M = m.params["W"].shape
-            mods.append(tnn.Linear(D, M))
-        elif isinstance(m, nn.Dropout):
-            mods.append(tnn.Dropout(m.p))
+        elif kind == "fc":
+            mods.append(tnn.Linear(int(np.prod(shape)), r["out_channels"]))
+        elif kind == "dropout":
+            mods.append(tnn.Dropout(0.5))
         else:
-            raise TypeError(f"no PyTorch twin for {m!r}")
+            raise TypeError(f"no PyTorch twin for layer {r['name']} ({kind})")
+        shape = r["output_shape"]
     return tnn.Sequential(*mods)
 
 
-def flops_per_image(model) -> float:
-    return float(sum(row["flops"] for row in model.summary()))
-
-
 def make_work(framework, name, torch=None, seed=0):
-    """(callable running one step, model) for one framework and workload."""
+    """(callable running one step, the config table's rows) for one framework and workload."""
     w = WORKLOADS[name]
     rng = np.random.default_rng(seed)
-    model = build_vgg(w["config"], num_classes=w["classes"], input_size=w["size"], init="he", seed=seed)
+    rows = layer_table(w["config"], num_classes=w["classes"], input_size=w["size"])
     x = rng.standard_normal((w["batch"], w["size"], w["size"], 3), dtype=np.float32)
     y = rng.integers(0, w["classes"], w["batch"])
     if framework == "vggedu":
+        model = build_vgg(w["config"], num_classes=w["classes"], input_size=w["size"], init="he", seed=seed)
         if w["train"]:
             opt = SGD(model.params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
 
@@ -88,8 +90,8 @@ def make_work(framework, name, torch=None, seed=0):
         else:
             def step():
                 model.forward(x, train=False)
-        return step, model
-    net = torch_twin(torch, model)
+        return step, rows
+    net = torch_twin(torch, rows)
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     yt = torch.from_numpy(y)
     if w["train"]:
@@ -106,7 +108,7 @@ def make_work(framework, name, torch=None, seed=0):
         def step():
             with torch.no_grad():
                 net(xt)
-    return step, model
+    return step, rows
 
 
 def measure_memory(framework: str, name: str) -> float:
@@ -129,10 +131,10 @@ def measure_memory(framework: str, name: str) -> float:
 
 def run(name, torch, repeats, peak, memory=True):
     w = WORKLOADS[name]
-    ours, model = make_work("vggedu", name)
+    ours, rows = make_work("vggedu", name)
     theirs, _ = make_work("torch", name, torch)
     t = interleaved({"vggedu": ours, "torch": theirs}, repeats)
-    flops = flops_per_image(model) * w["batch"] * (3 if w["train"] else 1)
+    flops = sum(r["flops"] for r in rows) * w["batch"] * (3 if w["train"] else 1)
     med = {k: statistics.median(v) for k, v in t.items()}
     ratio = median_ratio(t["vggedu"], t["torch"])
     g = {k: flops / v / 1e9 for k, v in med.items()}
@@ -142,7 +144,7 @@ def run(name, torch, repeats, peak, memory=True):
           f"| {med['vggedu'] * 1e3:.0f} / {med['torch'] * 1e3:.0f} | **{ratio:.2f}x** "
           f"| {g['vggedu']:.0f} ({100 * g['vggedu'] / peak:.0f}%) | {g['torch']:.0f} ({100 * g['torch'] / peak:.0f}%) "
           + (f"| {mem['vggedu']:.0f} / {mem['torch']:.0f} ({mem['vggedu'] / mem['torch']:.2f}x) |" if mem else "| - |"))
-    del ours, theirs, model
+    del ours, theirs
     return ratio
 
 
@@ -153,15 +155,8 @@ def main(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the per-process memory measurement")
     parser.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only these workloads")
     args = parser.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        sys.exit("bench/vgg.py compares with PyTorch: pip install 'vggedu[bench]' (torch==2.13.0)")
-    repeats = args.repeats or (3 if args.quick else 5)
-    threads = set_torch_threads(torch)
-    peak = gemm_peak()
-    print(f"# bench/vgg.py: {describe_machine()}; PyTorch {torch.__version__} with {threads} threads")
-    print(f"NumPy BLAS kernel: {blas_kernel()}; float32 GEMM peak measured now: {peak:.0f} GFLOP/s\n")
+    torch, repeats, peak = start("bench/vgg.py", args.repeats, args.quick)
+    print()
     print("| workload | ms (vggedu / torch) | ratio | vggedu GFLOP/s (% peak) | torch GFLOP/s (% peak) "
           "| peak MB (vggedu / torch) |")
     print("|---|---|---|---|---|---|")

@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vggedu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = import_module(f"vggedu.commands.{name}")
-        except ModuleNotFoundError as err:  # a command still being written
-            if err.name != f"vggedu.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        import_module(f"vggedu.commands.{name}").register(sub)
     return parser
 
 

@@ -129,10 +129,11 @@ def _draw(axes, history, label="", style="-"):
     ax_lr.plot(epochs, _column(history, "lr"), style, label=label or None)
 
 
-def _finish(axes, chance_loss=None):
+def _finish(fig, axes, num_classes=None, title=None, path=None):
+    """Titles, legends and grids of the three panels; the chance-level loss ln(K) when K is given; save."""
     ax_loss, ax_err, ax_lr = axes
-    if chance_loss:
-        ax_loss.axhline(chance_loss, color="grey", lw=0.8, ls=":", label="ln(classes): chance")
+    if num_classes:
+        ax_loss.axhline(math.log(num_classes), color="grey", lw=0.8, ls=":", label="ln(classes): chance")
     ax_loss.set(title="loss", xlabel="epoch")
     ax_err.set(title="error (%)", xlabel="epoch", ylim=(0, 100))
     ax_lr.set(title="learning rate", xlabel="epoch", yscale="log")
@@ -140,6 +141,12 @@ def _finish(axes, chance_loss=None):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
 
 
 def plot_curves(history, path=None, title: str | None = None, num_classes: int | None = None):
@@ -151,13 +158,7 @@ def plot_curves(history, path=None, title: str | None = None, num_classes: int |
         history = read_metrics(history)
     fig, axes = _figure((13, 3.6))
     _draw(axes, history)
-    _finish(axes, math.log(num_classes) if num_classes else None)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, axes, num_classes, title, path)
 
 
 def compare_curves(runs: dict, path=None, title: str | None = None, num_classes: int | None = None,
@@ -177,13 +178,7 @@ def compare_curves(runs: dict, path=None, title: str | None = None, num_classes:
         axes[1].plot(epochs, [100 * e for e in _column(history, "val_top1_err")], styles[0], color=colour,
                      label=f"{label} val top-1")
         axes[2].plot(epochs, _column(history, "lr"), styles[0], color=colour, label=label)
-    _finish(axes, math.log(num_classes) if num_classes else None)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
+    return _finish(fig, axes, num_classes, title, path)
 
 
 def _figure(figsize):
