@@ -11,7 +11,7 @@ layout), so both run the same architecture. Times are interleaved repetition by 
 the median of per-repetition ratios is reported (vggedu / PyTorch; below 1 means vggedu is
 faster), with GFLOP/s and % of the float32 GEMM peak measured in the same run. Peak memory is
 measured in a fresh process per framework and workload (resident-set growth over the process's
-size before the model was built).
+size before the model was built, its peak mark reset there).
 
     python bench/vgg.py            # all three, 5 repetitions
     python bench/vgg.py --quick    # 32x32 training step only, 3 repetitions
@@ -111,19 +111,33 @@ def make_work(framework, name, torch=None, seed=0):
     return step, rows
 
 
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def reset_peak_rss() -> int:
+    """Reset this process's peak-RSS mark to its current RSS (Linux ``clear_refs``); returns the RSS in kB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kb("VmRSS")
+
+
 def measure_memory(framework: str, name: str) -> float:
-    """Peak RSS growth (MB) of a fresh process that builds the workload and runs 2 steps."""
+    """Peak RSS growth (MB) of a fresh process that builds the workload and runs 2 steps.
+
+    The baseline is taken after the imports (NumPy, vggedu, and PyTorch for PyTorch), with the
+    peak mark reset there, so an import's own transient peak does not hide the workload's."""
     bench_dir = str(Path(__file__).resolve().parent)
     code = "\n".join([
-        "import sys, json, resource",
+        "import sys, json",
         f"sys.path.insert(0, {bench_dir!r})",
         "import torch" if framework == "torch" else "torch = None",
         "import vgg as B",
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        "base = B.reset_peak_rss()",
         f"step, _ = B.make_work({framework!r}, {name!r}, torch)",
         "step(); step()",
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
-        "print(json.dumps((peak - base) / 1024))",
+        "print(json.dumps((B._status_kb('VmHWM') - base) / 1024))",
     ])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

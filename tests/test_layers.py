@@ -67,6 +67,49 @@ def test_conv_backward_without_dx_matches(xp, rng):
     assert none is None and rel_error(dw, dw2) == 0 and rel_error(db, db2) == 0
 
 
+@pytest.mark.parametrize("block", ["1 row", "2 rows", "1 image", "2 images"])
+@pytest.mark.parametrize("K,stride,pad", [(3, 1, 1), (3, 2, 0), (2, 2, 1)])
+def test_blocked_conv_matches_whole(xp, rng, monkeypatch, block, K, stride, pad):
+    """Large inputs go through im2col in blocks: same output and gradients as the whole-matrix path."""
+    x, w, b = randn(xp, rng, 3, 7, 6, 4), randn(xp, rng, K, K, 4, 5), randn(xp, rng, 5)
+    out, cache = L.conv_forward(x, w, b, stride, pad)
+    dout = randn(xp, rng, *out.shape)
+    grads = L.conv_backward(dout, cache)
+    per_row = out.shape[2] * K * K * 4 * x.itemsize  # bytes of im2col rows for one output row
+    rows = {"1 row": 1, "2 rows": 2, "1 image": out.shape[1], "2 images": 2 * out.shape[1]}[block]
+    monkeypatch.setattr(L, "COLS_BLOCK_BYTES", rows * per_row)
+    out_b, cache_b = L.conv_forward(x, w, b, stride, pad)
+    assert cache_b[0].ndim == 4  # the padded input is cached, not the im2col matrix
+    assert rel_error(out, out_b) < 1e-12
+    for g, g_b in zip(grads, L.conv_backward(dout, cache_b)):
+        assert rel_error(g, g_b) < 1e-12
+    errors = check_layer(L.conv_forward, L.conv_backward, {"x": x[:2], "w": w, "b": b},
+                         kwargs={"stride": stride, "pad": pad})
+    assert max(errors.values()) < TOL, errors
+
+
+@pytest.mark.parametrize("K,pad", [(3, 1), (1, 0)])
+def test_backward_into_out_buffers_matches(xp, rng, K, pad):
+    """``out=(dw, db)`` writes the same numbers into the given arrays; a misfit buffer is refused."""
+    x, w, b = randn(xp, rng, 2, 4, 4, 3), randn(xp, rng, K, K, 3, 2), randn(xp, rng, 2)
+    out, cache = L.conv_forward(x, w, b, 1, pad)
+    dout = randn(xp, rng, *out.shape)
+    dx, dw, db = L.conv_backward(dout, cache)
+    bufs = (xp.full(w.shape, xp.nan), xp.full(b.shape, xp.nan))
+    dx2, dw2, db2 = L.conv_backward(dout, cache, out=bufs)
+    assert dw2 is bufs[0] and db2 is bufs[1]
+    assert rel_error(dx, dx2) == 0 and rel_error(dw, dw2) < 1e-12 and rel_error(db, db2) < 1e-12
+    with pytest.raises(ValueError, match="do not fit"):
+        L.conv_backward(dout, cache, out=(xp.zeros((K, K, 3, 3)), xp.zeros(3)))
+    xf, wf, bf = randn(xp, rng, 3, 5), randn(xp, rng, 5, 4), randn(xp, rng, 4)
+    outf, cachef = L.linear_forward(xf, wf, bf)
+    doutf = randn(xp, rng, *outf.shape)
+    ref = L.linear_backward(doutf, cachef)
+    bufs = (xp.empty_like(wf), xp.empty_like(bf))
+    got = L.linear_backward(doutf, cachef, out=bufs)
+    assert got[1] is bufs[0] and all(rel_error(a, c) < 1e-12 for a, c in zip(ref, got))
+
+
 # ----------------------------------------------------------------------------- pool, relu, fc
 
 

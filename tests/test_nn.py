@@ -55,6 +55,34 @@ def test_sequential_gradients_match_numerical(rng):
         assert rel_error(grads[name], numeric) < 1e-6, name
 
 
+def test_gradient_arrays_are_reused_between_steps(rng):
+    """Like PyTorch's ``.grad``: the next backward overwrites last step's gradient arrays in place."""
+    net = small_net().train()
+    x, y = rng.standard_normal((2, 4, 4, 3)), np.array([0, 2])
+    net.backward(softmax_cross_entropy(net.forward(x), y)[1])
+    first = net.grads
+    kept = {k: v.copy() for k, v in first.items()}
+    net.backward(softmax_cross_entropy(net.forward(-x), y)[1])
+    second = net.grads
+    assert all(second[k] is first[k] for k in first)
+    assert any(not np.array_equal(second[k], kept[k]) for k in first)
+    net.to("cpu")  # a move forgets the buffers: fresh ones next time
+    assert net.grads == {}
+
+
+def test_relu_inplace_only_when_asked(rng):
+    x, dout = rng.standard_normal((2, 3, 3, 4)), rng.standard_normal((2, 3, 3, 4))
+    x_kept, dout_kept = x.copy(), dout.copy()
+    plain, inplace = nn.ReLU(), nn.ReLU(inplace=True)
+    out = plain.forward(x)
+    dx = plain.backward(dout)
+    assert np.array_equal(x, x_kept) and np.array_equal(dout, dout_kept) and out is not x and dx is not dout
+    out2 = inplace.forward(x)
+    dx2 = inplace.backward(dout)
+    assert out2 is x and dx2 is dout
+    assert np.array_equal(out2, out) and np.array_equal(dx2, dx)
+
+
 def test_train_eval_switch_dropout():
     net = small_net()
     x = np.ones((2, 4, 4, 3))

@@ -105,7 +105,7 @@ class VGG:
                 m = nn.Linear(D, M, name=name)
                 m.params["W"] = init_weight((D, M), D, M, self.init, rng)
             elif kind == "relu":
-                m = nn.ReLU(name=name)
+                m = nn.ReLU(name=name, inplace=True)  # its x is a conv/FC output, its dout a fresh dx
             elif kind == "lrn":
                 m = nn.LocalResponseNorm(**LRN_CONSTANTS, name=name)
             elif kind == "maxpool":

@@ -2,7 +2,8 @@
 
 A ``Module`` keeps what its forward/backward pair needs between the two calls: its parameters
 (``params``, local names ``"W"`` and ``"b"``), the gradients from the last backward (``grads``,
-same keys), the cache of the last forward, and whether it is training (``train()`` / ``eval()``).
+same keys; arrays reused and overwritten by the next backward, as PyTorch's ``.grad``), the cache
+of the last forward, and whether it is training (``train()`` / ``eval()``).
 ``Sequential`` chains modules and exposes their parameters under ``"<layer name>.<key>"``, e.g.
 ``"conv3_2.W"``: the same array objects, so an optimizer updating them in place updates the net.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from vggedu import layers as L
-from vggedu.backend import to_device
+from vggedu.backend import get_array_module, to_device
 
 
 class Module:
@@ -50,6 +51,21 @@ class Module:
         self.grads = {}
         return self
 
+    def _grad_buffers(self):
+        """``(dW, db)`` arrays for the next backward to write into: last step's, reused when they still fit.
+
+        Reusing them spares a fresh allocation (and its page faults) of every weight gradient every
+        step: measured 10-13 % of a VGG-A training step on 2 cores. Like PyTorch's ``.grad``, the
+        arrays in ``grads`` are therefore overwritten by the next backward: copy them to keep them.
+        """
+        W, b = self.params["W"], self.params["b"]
+        dW, db = self.grads.get("W"), self.grads.get("b")
+        fits = (dW is not None and db is not None and dW.shape == W.shape and dW.dtype == W.dtype
+                and type(dW) is type(W) and dW.flags.c_contiguous and db.shape == b.shape and db.dtype == b.dtype)
+        if not fits:
+            dW, db = get_array_module(W).empty_like(W), get_array_module(b).empty_like(b)
+        return dW, db
+
     def _need_cache(self):
         if self._cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward (or after an eval-mode forward)")
@@ -79,7 +95,8 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout):
-        dx, self.grads["W"], self.grads["b"] = L.conv_backward(dout, self._need_cache(), self.need_input_grad)
+        dx, self.grads["W"], self.grads["b"] = L.conv_backward(dout, self._need_cache(), self.need_input_grad,
+                                                               out=self._grad_buffers())
         self._cache = None  # free the im2col buffer as soon as it has served
         return dx
 
@@ -100,14 +117,27 @@ class MaxPool2d(Module):
 
 
 class ReLU(Module):
-    """max(x, 0), any shape."""
+    """max(x, 0), any shape.
+
+    ``inplace=True`` (as PyTorch's): the forward writes max(x, 0) over its input and the backward
+    writes dx over the incoming gradient, instead of new arrays. Safe inside a net whose layers
+    hand each other fresh arrays that nothing else keeps (every VGG: a ReLU's input is a conv or
+    FC output, which no cache holds, and its incoming gradient is the dx of the next layer). It
+    spares two activation-sized allocations per ReLU per step: measured on conv1_1's ReLU at
+    224x224 batch 8, 220 -> 11 ms for the backward, the page faults of a fresh 100 MB array gone.
+    Off by default: a caller's arrays are never changed unless it asked.
+    """
+
+    def __init__(self, name=None, inplace=False):
+        super().__init__(name)
+        self.inplace = inplace
 
     def forward(self, x):
-        out, self._cache = L.relu_forward(x)
+        out, self._cache = L.relu_forward(x, out=x if self.inplace else None)
         return out
 
     def backward(self, dout):
-        return L.relu_backward(dout, self._need_cache())
+        return L.relu_backward(dout, self._need_cache(), out=dout if self.inplace else None)
 
 
 class Linear(Module):
@@ -125,7 +155,7 @@ class Linear(Module):
         return out
 
     def backward(self, dout):
-        dx, self.grads["W"], self.grads["b"] = L.linear_backward(dout, self._need_cache())
+        dx, self.grads["W"], self.grads["b"] = L.linear_backward(dout, self._need_cache(), out=self._grad_buffers())
         return dx
 
 
