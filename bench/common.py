@@ -22,14 +22,22 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
-    """Time each callable ``repeats`` times, alternating between them; returns lists of seconds."""
+def interleaved(fns: dict, repeats: int = 5, warmup: int = 1, pause: float | None = None) -> dict:
+    """Time each callable ``repeats`` times, alternating between them; returns lists of seconds.
+
+    ``pause`` seconds of sleep (untimed) before each call let the previous framework's idle worker
+    threads stop spinning (OpenBLAS's busy-wait after a GEMM, OpenMP's spin-wait) so they do not
+    steal the cores from the next one; default ``$VGGEDU_BENCH_PAUSE`` or 0.
+    """
+    pause = float(os.environ.get("VGGEDU_BENCH_PAUSE", 0)) if pause is None else pause
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            if pause:
+                time.sleep(pause)
             times[name].append(timed(fn))
     return times
 
