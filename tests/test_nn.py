@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -55,17 +57,21 @@ def test_sequential_gradients_match_numerical(rng):
         assert rel_error(grads[name], numeric) < 1e-6, name
 
 
-def test_gradient_arrays_are_reused_between_steps(rng):
-    """Like PyTorch's ``.grad``: the next backward overwrites last step's gradient arrays in place."""
+def test_gradient_arrays_reused_only_when_nobody_kept_them(rng):
+    """Kept gradients are never overwritten; gradients nobody holds are reused (no fresh allocation)."""
     net = small_net().train()
     x, y = rng.standard_normal((2, 4, 4, 3)), np.array([0, 2])
     net.backward(softmax_cross_entropy(net.forward(x), y)[1])
-    first = net.grads
+    first = net.grads  # kept by the caller
     kept = {k: v.copy() for k, v in first.items()}
     net.backward(softmax_cross_entropy(net.forward(-x), y)[1])
     second = net.grads
-    assert all(second[k] is first[k] for k in first)
-    assert any(not np.array_equal(second[k], kept[k]) for k in first)
+    assert all(np.array_equal(first[k], kept[k]) for k in first), "kept gradients were overwritten"
+    assert all(second[k] is not first[k] for k in first)
+    refs = {k: weakref.ref(v) for k, v in second.items()}
+    del first, second, kept
+    net.backward(softmax_cross_entropy(net.forward(x), y)[1])
+    assert all(net.grads[k] is ref() for k, ref in refs.items())  # nobody held them: written in place
     net.to("cpu")  # a move forgets the buffers: fresh ones next time
     assert net.grads == {}
 
