@@ -78,6 +78,7 @@ def test_blocked_conv_matches_whole(xp, rng, monkeypatch, block, K, stride, pad)
     per_row = out.shape[2] * K * K * 4 * x.itemsize  # bytes of im2col rows for one output row
     rows = {"1 row": 1, "2 rows": 2, "1 image": out.shape[1], "2 images": 2 * out.shape[1]}[block]
     monkeypatch.setattr(L, "COLS_BLOCK_BYTES", rows * per_row)
+    monkeypatch.setattr(L, "GPU_COLS_BLOCK_BYTES", rows * per_row)
     out_b, cache_b = L.conv_forward(x, w, b, stride, pad)
     assert cache_b[0].ndim == 4  # the padded input is cached, not the im2col matrix
     assert rel_error(out, out_b) < 1e-12

@@ -153,15 +153,22 @@ def col2im(dcols, padded_shape, stride):
 # sizes 4 to 64 MB measured within noise of each other for VGG-A training; 4 MB best for VGG-16
 # inference at 224x224, 0.72 s against 0.78 s at 16 MB).
 COLS_BLOCK_BYTES = 4 * 2**20
+# On a GPU the same blocking bounds memory, but each block costs kernel launches from Python: there
+# the blocks are 64x larger (a whole VGG-16 conv1_2 im2col at 224x224, batch 64, would be 7.4 GB).
+GPU_COLS_BLOCK_BYTES = 256 * 2**20
 
 
-def _blocks(N, OH, OW, K, itemsize):
-    """Pieces ``(n0, n1, r0, r1)`` (images n0:n1, output rows r0:r1) whose im2col rows fit the block size."""
+def _block_limit(xp) -> int:
+    return COLS_BLOCK_BYTES if xp is np else GPU_COLS_BLOCK_BYTES
+
+
+def _blocks(N, OH, OW, K, itemsize, limit):
+    """Pieces ``(n0, n1, r0, r1)`` (images n0:n1, output rows r0:r1) whose im2col rows fit ``limit`` bytes."""
     per_row = OW * K * itemsize
-    if OH * per_row <= COLS_BLOCK_BYTES:  # whole images
-        g = max(1, COLS_BLOCK_BYTES // (OH * per_row))
+    if OH * per_row <= limit:  # whole images
+        g = max(1, limit // (OH * per_row))
         return [(n0, min(n0 + g, N), 0, OH) for n0 in range(0, N, g)]
-    rows = max(1, COLS_BLOCK_BYTES // per_row)  # blocks of output rows of one image
+    rows = max(1, limit // per_row)  # blocks of output rows of one image
     return [(n, n + 1, r0, min(r0 + rows, OH)) for n in range(N) for r0 in range(0, OH, rows)]
 
 
@@ -184,7 +191,8 @@ def conv_forward(x, w, b, stride=1, pad=0):
     x: (N, H, W, C); w: (KH, KW, C, F); b: (F,)
     out: (N, OH, OW, F), OH = (H + 2P - KH) // S + 1, OW = (W + 2P - KW) // S + 1
     cache: (cols, w, x shape, padded shape, stride, pad), where cols is the im2col matrix
-    (N*OH*OW, KH*KW*C), or, when that would exceed ``COLS_BLOCK_BYTES``, the padded input
+    (N*OH*OW, KH*KW*C), or, when that would exceed ``COLS_BLOCK_BYTES`` (``GPU_COLS_BLOCK_BYTES`` on
+    a GPU), the padded input
     (N, H + 2P, W + 2P, C), which the backward unfolds again block by block.
     """
     _check_conv(x, w, b, stride, pad)
@@ -199,9 +207,9 @@ def conv_forward(x, w, b, stride=1, pad=0):
         cols = x.reshape(N * OH * OW, C)  # a 1x1 conv is a GEMM over pixels: no copy needed
     else:
         x_pad = xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
-        if N * OH * OW * K * x.itemsize > COLS_BLOCK_BYTES:
+        if N * OH * OW * K * x.itemsize > _block_limit(xp):
             out = xp.empty((N, OH, OW, F), dtype=xp.result_type(x, w))
-            blocks = _blocks(N, OH, OW, K, x.itemsize)
+            blocks = _blocks(N, OH, OW, K, x.itemsize, _block_limit(xp))
             buf = _block_buffer(xp, blocks, OW, K, x.dtype)
             for block in blocks:
                 n0, n1, r0, r1 = block
@@ -240,7 +248,7 @@ def _blocked_weight_grads(x_pad, dout, w_shape, stride, out):
         out = (xp.empty(w_shape, dtype=dout.dtype), xp.empty(F, dtype=dout.dtype))
     dw, db = _weight_grads(xp.zeros((1, K), dout.dtype), dout2[:1], w_shape, out)  # checks the buffers
     dw2, part = dw.reshape(K, F), xp.empty((K, F), dtype=dout.dtype)
-    blocks = _blocks(N, OH, OW, K, x_pad.itemsize)
+    blocks = _blocks(N, OH, OW, K, x_pad.itemsize, _block_limit(xp))
     buf = _block_buffer(xp, blocks, OW, K, x_pad.dtype)
     for i, block in enumerate(blocks):
         n0, n1, r0, r1 = block
