@@ -172,17 +172,17 @@ def _blocks(N, OH, OW, K, itemsize, limit):
     return [(n, n + 1, r0, min(r0 + rows, OH)) for n in range(N) for r0 in range(0, OH, rows)]
 
 
-def _block_buffer(xp, blocks, OW, K, dtype):
-    """One buffer that holds the largest block's im2col rows."""
-    return xp.empty(max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * OW * K, dtype=dtype)
-
-
-def _block_cols(x_pad, block, KH, KW, stride, OW, buf):
-    """The im2col rows (R, KH*KW*C) of one block, unfolded into ``buf``."""
-    n0, n1, r0, r1 = block
-    piece = x_pad[n0:n1, r0 * stride : (r1 - 1) * stride + KH]
-    cols = im2col(piece, KH, KW, stride, r1 - r0, OW, out=buf)
-    return cols.reshape((n1 - n0) * (r1 - r0) * OW, -1)
+def _unfolded_blocks(x_pad, KH, KW, stride, OH, OW):
+    """Yield ``(n0, n1, r0, r1, cols)`` for each block of the output: images n0:n1, output rows r0:r1,
+    and their im2col rows (R, KH*KW*C), unfolded into one buffer reused from block to block."""
+    xp = get_array_module(x_pad)
+    K = KH * KW * x_pad.shape[3]
+    blocks = _blocks(x_pad.shape[0], OH, OW, K, x_pad.itemsize, _block_limit(xp))
+    buf = xp.empty(max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * OW * K, dtype=x_pad.dtype)
+    for n0, n1, r0, r1 in blocks:
+        piece = x_pad[n0:n1, r0 * stride : (r1 - 1) * stride + KH]
+        cols = im2col(piece, KH, KW, stride, r1 - r0, OW, out=buf)
+        yield n0, n1, r0, r1, cols.reshape((n1 - n0) * (r1 - r0) * OW, K)
 
 
 def conv_forward(x, w, b, stride=1, pad=0):
@@ -191,9 +191,8 @@ def conv_forward(x, w, b, stride=1, pad=0):
     x: (N, H, W, C); w: (KH, KW, C, F); b: (F,)
     out: (N, OH, OW, F), OH = (H + 2P - KH) // S + 1, OW = (W + 2P - KW) // S + 1
     cache: (cols, w, x shape, padded shape, stride, pad), where cols is the im2col matrix
-    (N*OH*OW, KH*KW*C), or, when that would exceed ``COLS_BLOCK_BYTES`` (``GPU_COLS_BLOCK_BYTES`` on
-    a GPU), the padded input
-    (N, H + 2P, W + 2P, C), which the backward unfolds again block by block.
+    (N*OH*OW, KH*KW*C), or, when that would exceed ``COLS_BLOCK_BYTES`` (``GPU_COLS_BLOCK_BYTES``
+    on a GPU), the padded input (N, H + 2P, W + 2P, C), which the backward unfolds again in blocks.
     """
     _check_conv(x, w, b, stride, pad)
     xp = get_array_module(x, w)
@@ -209,12 +208,9 @@ def conv_forward(x, w, b, stride=1, pad=0):
         x_pad = xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
         if N * OH * OW * K * x.itemsize > _block_limit(xp):
             out = xp.empty((N, OH, OW, F), dtype=xp.result_type(x, w))
-            blocks = _blocks(N, OH, OW, K, x.itemsize, _block_limit(xp))
-            buf = _block_buffer(xp, blocks, OW, K, x.dtype)
-            for block in blocks:
-                n0, n1, r0, r1 = block
+            for n0, n1, r0, r1, cols in _unfolded_blocks(x_pad, KH, KW, stride, OH, OW):
                 target = out[n0:n1, r0:r1].reshape(-1, F)  # a view: whole images, or rows of one image
-                xp.matmul(_block_cols(x_pad, block, KH, KW, stride, OW, buf), w2, out=target)
+                xp.matmul(cols, w2, out=target)
             out += b
             return out, (x_pad, w, x.shape, padded_shape, stride, pad)
         cols = im2col(x_pad, KH, KW, stride, OH, OW).reshape(N * OH * OW, K)
@@ -223,15 +219,23 @@ def conv_forward(x, w, b, stride=1, pad=0):
     return out.reshape(N, OH, OW, F), (cols, w, x.shape, padded_shape, stride, pad)
 
 
+def _grad_out(out, w_shape, dtype, xp):
+    """The ``(dw, db)`` arrays to write into: ``out`` after checking it fits, or new ones."""
+    if out is None:
+        return xp.empty(w_shape, dtype=dtype), xp.empty(w_shape[-1], dtype=dtype)
+    dw, db = out
+    if tuple(dw.shape) != tuple(w_shape) or dw.dtype != dtype or tuple(db.shape) != (w_shape[-1],):
+        raise ValueError(f"out buffers {tuple(dw.shape)}, {tuple(db.shape)} do not fit dw {tuple(w_shape)}, "
+                         f"db ({w_shape[-1]},) of dtype {dtype}")
+    return dw, db
+
+
 def _weight_grads(x2, dout2, w_shape, out):
     """dw = x2.T @ dout2 reshaped to ``w_shape`` and db = dout2 summed over rows, into ``out`` if given."""
     if out is None:
         return (x2.T @ dout2).reshape(w_shape), dout2.sum(axis=0)
-    dw, db = out
-    if tuple(dw.shape) != tuple(w_shape) or dw.dtype != dout2.dtype or db.shape != (dout2.shape[1],):
-        raise ValueError(f"out buffers {tuple(dw.shape)}, {tuple(db.shape)} do not fit dw {tuple(w_shape)}, "
-                         f"db ({dout2.shape[1]},) of dtype {dout2.dtype}")
     xp = get_array_module(dout2)
+    dw, db = _grad_out(out, w_shape, dout2.dtype, xp)
     xp.matmul(x2.T, dout2, out=dw.reshape(x2.shape[1], dout2.shape[1]))
     dout2.sum(axis=0, out=db)
     return dw, db
@@ -241,22 +245,14 @@ def _blocked_weight_grads(x_pad, dout, w_shape, stride, out):
     """``_weight_grads`` for a cache holding the padded input: dw summed over blocks of im2col rows."""
     xp = get_array_module(dout)
     KH, KW, C, F = w_shape
-    N, OH, OW, _ = dout.shape
-    K = KH * KW * C
-    dout2 = dout.reshape(N * OH * OW, F)
-    if out is None:
-        out = (xp.empty(w_shape, dtype=dout.dtype), xp.empty(F, dtype=dout.dtype))
-    dw, db = _weight_grads(xp.zeros((1, K), dout.dtype), dout2[:1], w_shape, out)  # checks the buffers
-    dw2, part = dw.reshape(K, F), xp.empty((K, F), dtype=dout.dtype)
-    blocks = _blocks(N, OH, OW, K, x_pad.itemsize, _block_limit(xp))
-    buf = _block_buffer(xp, blocks, OW, K, x_pad.dtype)
-    for i, block in enumerate(blocks):
-        n0, n1, r0, r1 = block
-        cols = _block_cols(x_pad, block, KH, KW, stride, OW, buf)
+    _, OH, OW, _ = dout.shape
+    dw, db = _grad_out(out, w_shape, dout.dtype, xp)
+    dw2, part = dw.reshape(KH * KW * C, F), xp.empty((KH * KW * C, F), dtype=dout.dtype)
+    for i, (n0, n1, r0, r1, cols) in enumerate(_unfolded_blocks(x_pad, KH, KW, stride, OH, OW)):
         xp.matmul(cols.T, dout[n0:n1, r0:r1].reshape(-1, F), out=part if i else dw2)
         if i:
             dw2 += part
-    dout2.sum(axis=0, out=db)
+    dout.reshape(-1, F).sum(axis=0, out=db)
     return dw, db
 
 
