@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # this workplace's copy of the files
 if "VGGEDU_DATA" not in os.environ and (SHARED_DATA / "fashion-mnist").is_dir():
     os.environ["VGGEDU_DATA"] = str(SHARED_DATA)
+import vgg as vgg_bench  # noqa: E402  (bench/vgg.py: the PyTorch twin of a layer table)
 from common import blas_kernel, describe_machine, set_torch_threads  # noqa: E402
 
 from vggedu import nn  # noqa: E402
@@ -61,37 +62,24 @@ def parse_args(argv=None):
 
 
 def torch_twin(torch, model):
-    """A PyTorch copy of a vggedu VGG: the same layers (NCHW) holding the same initial weights."""
-    tnn = torch.nn
-    mods, pool_shape = [], None
-    for m in model.net:
-        if isinstance(m, nn.Conv2d):
-            W = m.params["W"]  # (KH, KW, C, F) -> (F, C, KH, KW)
-            conv = tnn.Conv2d(W.shape[2], W.shape[3], W.shape[0], stride=m.stride, padding=m.pad)
-            conv.weight.data = torch.from_numpy(np.ascontiguousarray(W.transpose(3, 2, 0, 1)))
-            conv.bias.data = torch.from_numpy(m.params["b"].copy())
-            mods.append(conv)
-        elif isinstance(m, nn.MaxPool2d):
-            mods.append(tnn.MaxPool2d(m.size, m.stride))
-        elif isinstance(m, nn.ReLU):
-            mods.append(tnn.ReLU())
-        elif isinstance(m, nn.Flatten):
-            mods.append(tnn.Flatten())
-        elif isinstance(m, nn.Linear):
-            W = m.params["W"]  # (D, M) -> (M, D); fc6's rows from (h, w, c) to PyTorch's (c, h, w) order
-            if pool_shape is None:
-                pool_shape = next(r["output_shape"] for r in model.summary() if r["name"] == "pool5")
+    """A PyTorch copy of a vggedu VGG: bench/vgg.py's twin of the same layer table (NCHW), holding
+    the same initial weights, layouts converted."""
+    net = vgg_bench.torch_twin(torch, model.summary())
+    theirs = [m for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    ours = [m for m in model.net if isinstance(m, (nn.Conv2d, nn.Linear))]
+    pool_shape = next(r["output_shape"] for r in model.summary() if r["name"] == "pool5")
+    for mine, twin in zip(ours, theirs, strict=True):
+        W = mine.params["W"]
+        if isinstance(mine, nn.Conv2d):
+            W = W.transpose(3, 2, 0, 1)  # (KH, KW, C, F) -> (F, C, KH, KW)
+        else:
+            if mine.name == "fc6":  # rows from the (h, w, c) flattening order to PyTorch's (c, h, w)
                 H, Wd, C = pool_shape
                 W = W.reshape(H, Wd, C, -1).transpose(2, 0, 1, 3).reshape(H * Wd * C, -1)
-            fc = tnn.Linear(*W.shape)
-            fc.weight.data = torch.from_numpy(np.ascontiguousarray(W.T))
-            fc.bias.data = torch.from_numpy(m.params["b"].copy())
-            mods.append(fc)
-        elif isinstance(m, nn.Dropout):
-            mods.append(tnn.Dropout(m.p))
-        else:
-            raise TypeError(f"no PyTorch twin for {m!r}")
-    return tnn.Sequential(*mods)
+            W = W.T  # (D, M) -> (M, D)
+        twin.weight.data = torch.from_numpy(np.ascontiguousarray(W))
+        twin.bias.data = torch.from_numpy(mine.params["b"].copy())
+    return net
 
 
 class TorchRun:
