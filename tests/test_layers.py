@@ -17,6 +17,14 @@ def randn(xp, rng, *shape, dtype=np.float64):
     return xp.asarray(rng.standard_normal(shape).astype(dtype))
 
 
+@pytest.fixture(params=["im2col", "inside taps"])
+def conv_path(request, monkeypatch):
+    """Run a conv test through both stride-1 paths: im2col of the padded input, and (for every
+    padded stride-1 conv, whatever its map size) the one that multiplies only the taps inside."""
+    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0 if request.param == "im2col" else 1.0)
+    return request.param
+
+
 # ----------------------------------------------------------------------------- conv
 
 
@@ -32,7 +40,7 @@ def randn(xp, rng, *shape, dtype=np.float64):
         (1, 4, 4, 3, 2, 1, 1, 1),
     ],
 )
-def test_conv_forward_matches_naive(xp, rng, N, H, W, C, F, K, stride, pad):
+def test_conv_forward_matches_naive(xp, rng, conv_path, N, H, W, C, F, K, stride, pad):
     x = randn(xp, rng, N, H, W, C, dtype=np.float32)
     w = randn(xp, rng, K, K, C, F, dtype=np.float32)
     b = randn(xp, rng, F, dtype=np.float32)
@@ -52,13 +60,13 @@ def test_conv_naive_against_hand_computed():
 
 
 @pytest.mark.parametrize("K,stride,pad", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 1, 0), (1, 2, 1)])
-def test_conv_backward_gradcheck(xp, rng, K, stride, pad):
+def test_conv_backward_gradcheck(xp, rng, conv_path, K, stride, pad):
     inputs = {"x": randn(xp, rng, 2, 5, 5, 3), "w": randn(xp, rng, K, K, 3, 4), "b": randn(xp, rng, 4)}
     errors = check_layer(L.conv_forward, L.conv_backward, inputs, kwargs={"stride": stride, "pad": pad})
     assert max(errors.values()) < TOL, errors
 
 
-def test_conv_backward_without_dx_matches(xp, rng):
+def test_conv_backward_without_dx_matches(xp, rng, conv_path):
     x, w, b = randn(xp, rng, 2, 4, 4, 3), randn(xp, rng, 3, 3, 3, 2), randn(xp, rng, 2)
     out, cache = L.conv_forward(x, w, b, 1, 1)
     dout = randn(xp, rng, *out.shape)
@@ -71,6 +79,7 @@ def test_conv_backward_without_dx_matches(xp, rng):
 @pytest.mark.parametrize("K,stride,pad", [(3, 1, 1), (3, 2, 0), (2, 2, 1)])
 def test_blocked_conv_matches_whole(xp, rng, monkeypatch, block, K, stride, pad):
     """Large inputs go through im2col in blocks: same output and gradients as the whole-matrix path."""
+    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0)  # this 7x6 map would skip its padding taps
     x, w, b = randn(xp, rng, 3, 7, 6, 4), randn(xp, rng, K, K, 4, 5), randn(xp, rng, 5)
     out, cache = L.conv_forward(x, w, b, stride, pad)
     dout = randn(xp, rng, *out.shape)
@@ -80,7 +89,8 @@ def test_blocked_conv_matches_whole(xp, rng, monkeypatch, block, K, stride, pad)
     monkeypatch.setattr(L, "COLS_BLOCK_BYTES", rows * per_row)
     monkeypatch.setattr(L, "GPU_COLS_BLOCK_BYTES", rows * per_row)
     out_b, cache_b = L.conv_forward(x, w, b, stride, pad)
-    assert cache_b[0].ndim == 4  # the padded input is cached, not the im2col matrix
+    assert cache[0] == "cols" and cache_b[0] == "padded"  # the padded input is cached, not im2col's matrix
+    assert cache_b[1].ndim == 4
     assert rel_error(out, out_b) < 1e-12
     for g, g_b in zip(grads, L.conv_backward(dout, cache_b)):
         assert rel_error(g, g_b) < 1e-12
@@ -90,7 +100,7 @@ def test_blocked_conv_matches_whole(xp, rng, monkeypatch, block, K, stride, pad)
 
 
 @pytest.mark.parametrize("K,pad", [(3, 1), (1, 0)])
-def test_backward_into_out_buffers_matches(xp, rng, K, pad):
+def test_backward_into_out_buffers_matches(xp, rng, conv_path, K, pad):
     """``out=(dw, db)`` writes the same numbers into the given arrays; a misfit buffer is refused."""
     x, w, b = randn(xp, rng, 2, 4, 4, 3), randn(xp, rng, K, K, 3, 2), randn(xp, rng, 2)
     out, cache = L.conv_forward(x, w, b, 1, pad)
@@ -109,6 +119,56 @@ def test_backward_into_out_buffers_matches(xp, rng, K, pad):
     bufs = (xp.empty_like(wf), xp.empty_like(bf))
     got = L.linear_backward(doutf, cachef, out=bufs)
     assert got[1] is bufs[0] and all(rel_error(a, c) < 1e-12 for a, c in zip(ref, got))
+
+
+def test_tap_ranges_and_inside_fraction():
+    # a 4-pixel axis, 3-tap kernel, pad 1: pixel 0 misses tap 0, pixel 3 misses tap 2
+    assert L._tap_ranges(4, 3, 1) == [(0, 1, 1, 3), (1, 3, 0, 3), (3, 4, 0, 2)]
+    assert L._tap_ranges(1, 3, 1) == [(0, 1, 1, 2)]
+    assert L._tap_ranges(3, 3, 2) == [(0, 1, 2, 3), (1, 2, 1, 3), (2, 3, 0, 3), (3, 4, 0, 2), (4, 5, 0, 1)]
+    assert L.inside_fraction(2, 2, 3, 3, 1) == pytest.approx(16 / 36)  # VGG's conv5 at 32x32 input
+    assert L.inside_fraction(4, 4, 3, 3, 1) == pytest.approx(100 / 144)
+    assert L.inside_fraction(8, 8, 3, 3, 0) == 1.0
+    assert L.inside_fraction(224, 224, 3, 3, 1) > 0.99
+
+
+@pytest.mark.parametrize("N,H,W,C,F,K,pad", [
+    (2, 2, 2, 4, 3, 3, 1),   # VGG's conv5 at 32x32: every pixel a corner
+    (3, 4, 4, 3, 5, 3, 1),
+    (2, 1, 1, 3, 2, 3, 1),   # one pixel: only the centre tap is inside
+    (2, 3, 5, 2, 4, 3, 1),   # not square
+    (2, 6, 6, 3, 2, 5, 2),
+    (2, 3, 4, 3, 2, 5, 1),   # pad < (K - 1) / 2: no tap covers the whole map
+    (1, 3, 3, 2, 2, 3, 2),   # pad > (K - 1) / 2: outputs beyond the input's edge
+])
+def test_inside_taps_match_im2col(xp, rng, monkeypatch, N, H, W, C, F, K, pad):
+    """Small maps skip the products with padding: same output and gradients as im2col, in blocks too."""
+    x, w, b = randn(xp, rng, N, H, W, C), randn(xp, rng, K, K, C, F), randn(xp, rng, F)
+    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0)
+    ref, ref_cache = L.conv_forward(x, w, b, 1, pad)
+    dout = randn(xp, rng, *ref.shape)
+    ref_grads = L.conv_backward(dout, ref_cache)
+    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 1.0)
+    for limit in (None, 1):  # whole batch, then one image per block (the smallest block there is)
+        if limit:
+            monkeypatch.setattr(L, "COLS_BLOCK_BYTES", limit)
+            monkeypatch.setattr(L, "GPU_COLS_BLOCK_BYTES", limit)
+        out, cache = L.conv_forward(x, w, b, 1, pad)
+        assert cache[0] == "inside" and cache[1] is x  # no copy of the input kept
+        assert rel_error(out, ref) < 1e-12
+        grads = L.conv_backward(dout, cache)
+        assert grads[0].flags.c_contiguous
+        for g, g_ref in zip(grads, ref_grads):
+            assert g.shape == g_ref.shape and rel_error(g, g_ref) < 1e-12
+
+
+def test_small_maps_take_the_inside_path_by_default(rng):
+    w, b = randn(np, rng, 3, 3, 4, 2), randn(np, rng, 2)
+    for size, how in [(2, "inside"), (4, "inside"), (8, "inside"), (16, "cols"), (32, "cols")]:
+        _, cache = L.conv_forward(randn(np, rng, 1, size, size, 4), w, b, 1, 1)
+        assert cache[0] == how, size
+    _, cache = L.conv_forward(randn(np, rng, 1, 4, 4, 4), w, b, 2, 1)  # stride 2: im2col
+    assert cache[0] == "cols"
 
 
 # ----------------------------------------------------------------------------- pool, relu, fc

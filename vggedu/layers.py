@@ -185,14 +185,143 @@ def _unfolded_blocks(x_pad, KH, KW, stride, OH, OW):
         yield n0, n1, r0, r1, cols.reshape((n1 - n0) * (r1 - r0) * OW, K)
 
 
+# Small feature maps: with "same" padding, much of an im2col matrix is padding zeros. A 3x3 kernel
+# over a 2x2 map reads padding with 5 of its 9 taps at every pixel (56% of im2col's entries are
+# zeros), over 4x4 31%, 8x8 16%, 16x16 8%, 224x224 under 1%. When no more than this share of the
+# taps lands inside the input, a stride-1 convolution (forward, dw and dx) multiplies only the taps
+# inside (``_tap_ranges``): the same sums without the products with zero. Measured at 32x32 batch 64
+# on 2 cores, conv4_2 (4x4 maps) forward + backward 69 -> 49 ms, conv5_x (2x2) 19 -> 9 ms each; at
+# 16x16 (92% inside) it no longer pays for its extra pieces, hence the threshold.
+INSIDE_TAPS_BELOW = 0.88
+
+
+def _tap_ranges(size, kernel, pad):
+    """Along one axis of a stride-1 convolution: ``[(o0, o1, k0, k1), ...]``, the output positions
+    o0:o1 grouped by the kernel taps k0:k1 that fall inside the input for every one of them
+    (input index o - pad + k). E.g. size 4, kernel 3, pad 1: [(0, 1, 1, 3), (1, 3, 0, 3), (3, 4, 0, 2)]."""
+    groups = []
+    for o in range(size + 2 * pad - kernel + 1):
+        k0, k1 = max(0, pad - o), min(kernel, size + pad - o)
+        if groups and groups[-1][2:] == (k0, k1):
+            groups[-1] = (groups[-1][0], o + 1, k0, k1)
+        else:
+            groups.append((o, o + 1, k0, k1))
+    return groups
+
+
+def inside_fraction(H, W, KH, KW, pad):
+    """Share of a stride-1 convolution's (output pixel, kernel tap) pairs that read the input, not
+    its zero padding: 1.0 without padding, 16/36 = 0.44 for a 3x3 kernel with pad 1 on a 2x2 map."""
+    def one_axis(size, kernel):
+        groups = _tap_ranges(size, kernel, pad)
+        return sum((o1 - o0) * (k1 - k0) for o0, o1, k0, k1 in groups) / (groups[-1][1] * kernel)
+    return one_axis(H, KH) * one_axis(W, KW)
+
+
+def _skips_padding(x_shape, w_shape, stride, pad) -> bool:
+    KH, KW = w_shape[:2]
+    return (stride == 1 and 0 < pad < min(KH, KW)
+            and inside_fraction(x_shape[1], x_shape[2], KH, KW, pad) <= INSIDE_TAPS_BELOW)
+
+
+def _conv_inside(x, w, b, pad_h, pad_w):
+    """Stride-1 convolution of x (N, H, W, C) by w (KH, KW, C, F) with zero padding (pad_h, pad_w),
+    multiplying only the taps that land inside x: for each group of output pixels sharing the same
+    taps inside (``_tap_ranges`` along each axis), an im2col of just those taps and one GEMM.
+    No padded copy of x is made. ``b`` (F,) or None. -> (N, OH, OW, F)."""
+    xp = get_array_module(x, w)
+    x = xp.ascontiguousarray(x)
+    N, H, W, C = x.shape
+    KH, KW, _, F = w.shape
+    rows, cols = _tap_ranges(H, KH, pad_h), _tap_ranges(W, KW, pad_w)
+    out = xp.empty((N, rows[-1][1], cols[-1][1], F), dtype=xp.result_type(x, w))
+    sN, sH, sW, sC = x.strides
+    pieces = []  # (images per block, output rows, output cols, taps) of each group of pixels
+    for x0, x1, j0, j1 in cols:
+        for y0, y1, i0, i1 in rows:
+            per_image = (y1 - y0) * (x1 - x0) * (i1 - i0) * (j1 - j0) * C * x.itemsize
+            blocks = -(-N * per_image // _block_limit(xp))
+            pieces.append((-(-N // blocks), (y0, y1, i0, i1), (x0, x1, j0, j1)))
+    buf = xp.empty(max(g * (y1 - y0) * (x1 - x0) * (i1 - i0) * (j1 - j0) * C
+                       for g, (y0, y1, i0, i1), (x0, x1, j0, j1) in pieces), dtype=x.dtype)
+    w_cols = {}  # the kernel's columns j0:j1, contiguous, so that any run of its rows is a matrix
+    for g, (y0, y1, i0, i1), (x0, x1, j0, j1) in pieces:
+        if (j0, j1) not in w_cols:
+            w_cols[(j0, j1)] = xp.ascontiguousarray(w[:, j0:j1])
+        kh, kw, ny, nx = i1 - i0, j1 - j0, y1 - y0, x1 - x0
+        K = kh * kw * C
+        wk = w_cols[(j0, j1)][i0:i1].reshape(K, F)
+        for n0 in range(0, N, g):
+            n1 = min(N, n0 + g)
+            a = buf[: (n1 - n0) * ny * nx * K].reshape(n1 - n0, ny, nx, kh, kw * C)
+            for t in range(kh):  # kernel row i0 + t: a run of kw*C contiguous inputs per pixel
+                start = x[n0:n1, y0 - pad_h + i0 + t :, x0 - pad_w + j0 :]
+                a[:, :, :, t, :] = xp.lib.stride_tricks.as_strided(
+                    start, shape=(n1 - n0, ny, nx, kw * C), strides=(sN, sH, sW, sC))
+            res = a.reshape(-1, K) @ wk
+            if b is not None:
+                res += b
+            out[n0:n1, y0:y1, x0:x1] = res.reshape(n1 - n0, ny, nx, F)
+    return out
+
+
+def _inside_taps(H, W, OH, OW, KH, KW, pad):
+    """``(i, j, oy0, oy1, ox0, ox1)`` per kernel tap: the output rows/cols whose tap (i, j) reads inside
+    the input (input row oy - pad + i, column ox - pad + j)."""
+    return [(i, j, max(0, pad - i), min(OH, H + pad - i), max(0, pad - j), min(OW, W + pad - j))
+            for i in range(KH) for j in range(KW)]
+
+
+def _inside_weight_grads(x, dout, w_shape, pad, out):
+    """dw of ``_conv_inside``, one GEMM per kernel tap over the pixels where it reads inside x:
+    dw[i, j] = x[shifted by (i, j)].T @ dout, (C, M) @ (M, F), M the pixels where the tap is inside."""
+    xp = get_array_module(dout)
+    KH, KW, C, F = w_shape
+    N, H, W, _ = x.shape
+    _, OH, OW, _ = dout.shape
+    dw, db = _grad_out(out, w_shape, dout.dtype, xp)
+    for i, j, oy0, oy1, ox0, ox1 in _inside_taps(H, W, OH, OW, KH, KW, pad):
+        xs = x[:, oy0 - pad + i : oy1 - pad + i, ox0 - pad + j : ox1 - pad + j].reshape(-1, C)
+        xp.matmul(xs.T, dout[:, oy0:oy1, ox0:ox1].reshape(-1, F), out=dw[i, j])
+    dout.reshape(-1, F).sum(axis=0, out=db)
+    return dw, db
+
+
+def _inside_input_grad(dout, w, pad, x_shape):
+    """dx of ``_conv_inside``: for each kernel tap, the gradient of the pixels it read inside x,
+    (M, F) @ (F, C), added where they came from; a tap that reads the whole of x (the centre tap of
+    a "same" convolution) initialises dx instead of a zero fill."""
+    xp = get_array_module(dout, w)
+    N, H, W, C = x_shape
+    KH, KW, _, F = w.shape
+    _, OH, OW, _ = dout.shape
+    taps = _inside_taps(H, W, OH, OW, KH, KW, pad)
+    taps.sort(key=lambda t: (t[3] - t[2], t[5] - t[4]) != (H, W))  # a whole-image tap first
+    dx = None
+    for i, j, oy0, oy1, ox0, ox1 in taps:
+        part = (dout[:, oy0:oy1, ox0:ox1].reshape(-1, F) @ w[i, j].T).reshape(N, oy1 - oy0, ox1 - ox0, C)
+        if dx is None:
+            if (oy1 - oy0, ox1 - ox0) == (H, W):
+                dx = part
+                continue
+            dx = xp.zeros(x_shape, dtype=part.dtype)
+        dx[:, oy0 - pad + i : oy1 - pad + i, ox0 - pad + j : ox1 - pad + j] += part
+    return dx
+
+
 def conv_forward(x, w, b, stride=1, pad=0):
     """Convolution as im2col + one GEMM (or one GEMM per block of images when im2col would be large).
 
     x: (N, H, W, C); w: (KH, KW, C, F); b: (F,)
     out: (N, OH, OW, F), OH = (H + 2P - KH) // S + 1, OW = (W + 2P - KW) // S + 1
-    cache: (cols, w, x shape, padded shape, stride, pad), where cols is the im2col matrix
-    (N*OH*OW, KH*KW*C), or, when that would exceed ``COLS_BLOCK_BYTES`` (``GPU_COLS_BLOCK_BYTES``
-    on a GPU), the padded input (N, H + 2P, W + 2P, C), which the backward unfolds again in blocks.
+    cache: (how, data, w, x shape, padded shape, stride, pad), with ``how`` one of
+      "cols":   data is the im2col matrix (N*OH*OW, KH*KW*C);
+      "padded": data is the padded input (N, H + 2P, W + 2P, C), when the im2col matrix would exceed
+                ``COLS_BLOCK_BYTES`` (``GPU_COLS_BLOCK_BYTES`` on a GPU): the GEMM runs block by
+                block and the backward unfolds the input again;
+      "inside": data is x itself (not a copy: leave it unchanged until the backward), for a small
+                map where at most ``INSIDE_TAPS_BELOW`` of the taps land inside x: only those are
+                multiplied (``_conv_inside``).
     """
     _check_conv(x, w, b, stride, pad)
     xp = get_array_module(x, w)
@@ -204,6 +333,8 @@ def conv_forward(x, w, b, stride=1, pad=0):
     padded_shape = (N, H + 2 * pad, W + 2 * pad, C)
     if KH == KW == 1 and stride == 1 and pad == 0:
         cols = x.reshape(N * OH * OW, C)  # a 1x1 conv is a GEMM over pixels: no copy needed
+    elif _skips_padding(x.shape, w.shape, stride, pad):
+        return _conv_inside(x, w, b, pad, pad), ("inside", x, w, x.shape, padded_shape, stride, pad)
     else:
         x_pad = xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
         if N * OH * OW * K * x.itemsize > _block_limit(xp):
@@ -212,11 +343,11 @@ def conv_forward(x, w, b, stride=1, pad=0):
                 target = out[n0:n1, r0:r1].reshape(-1, F)  # a view: whole images, or rows of one image
                 xp.matmul(cols, w2, out=target)
             out += b
-            return out, (x_pad, w, x.shape, padded_shape, stride, pad)
+            return out, ("padded", x_pad, w, x.shape, padded_shape, stride, pad)
         cols = im2col(x_pad, KH, KW, stride, OH, OW).reshape(N * OH * OW, K)
     out = cols @ w2  # (N*OH*OW, F): already NHWC
     out += b
-    return out.reshape(N, OH, OW, F), (cols, w, x.shape, padded_shape, stride, pad)
+    return out.reshape(N, OH, OW, F), ("cols", cols, w, x.shape, padded_shape, stride, pad)
 
 
 def _grad_out(out, w_shape, dtype, xp):
@@ -264,14 +395,19 @@ def conv_backward(dout, cache, need_dx=True, out=None):
     ``out=(dw, db)``: C-contiguous arrays of those shapes to write the weight gradients into (a layer
     reuses them step after step: no fresh allocation, and no page faults, for every step's dw).
     """
-    cols, w, x_shape, padded_shape, stride, pad = cache
+    how, data, w, x_shape, padded_shape, stride, pad = cache
     KH, KW, C, F = w.shape
+    xp = get_array_module(dout)
+    dout = xp.ascontiguousarray(dout)
     N, OH, OW, _ = dout.shape
     dout2 = dout.reshape(N * OH * OW, F)
-    if cols.ndim == 4:  # the padded input: unfold it again, block by block (see COLS_BLOCK_BYTES)
-        dw, db = _blocked_weight_grads(cols, dout, w.shape, stride, out)
+    if how == "inside":  # only the taps inside x, as the forward did
+        dw, db = _inside_weight_grads(data, dout, w.shape, pad, out)
+        return (_inside_input_grad(dout, w, pad, x_shape) if need_dx else None), dw, db
+    if how == "padded":  # the padded input: unfold it again, block by block (see COLS_BLOCK_BYTES)
+        dw, db = _blocked_weight_grads(data, dout, w.shape, stride, out)
     else:
-        dw, db = _weight_grads(cols, dout2, w.shape, out)
+        dw, db = _weight_grads(data, dout2, w.shape, out)
     if not need_dx:
         return None, dw, db
     if KH == KW == 1 and stride == 1 and pad == 0:
@@ -279,7 +415,6 @@ def conv_backward(dout, cache, need_dx=True, out=None):
     # col2im fused with the GEMM: for each kernel offset, the (N*OH*OW, C) gradient of the pixels
     # it read is added back where they came from. The same sum as col2im(dout2 @ W.T), without
     # materialising the (N*OH*OW, KH*KW*C) matrix: less memory, and measured faster on 2 cores.
-    xp = get_array_module(dout)
     dx_pad = xp.zeros(padded_shape, dtype=dout.dtype)
     for i in range(KH):
         for j in range(KW):
