@@ -224,8 +224,8 @@ def _skips_padding(x_shape, w_shape, stride, pad) -> bool:
             and inside_fraction(x_shape[1], x_shape[2], KH, KW, pad) <= INSIDE_TAPS_BELOW)
 
 
-def _conv_inside(x, w, b, pad_h, pad_w):
-    """Stride-1 convolution of x (N, H, W, C) by w (KH, KW, C, F) with zero padding (pad_h, pad_w),
+def _conv_inside(x, w, b, pad):
+    """Stride-1 convolution of x (N, H, W, C) by w (KH, KW, C, F) with zero padding ``pad``,
     multiplying only the taps that land inside x: for each group of output pixels sharing the same
     taps inside (``_tap_ranges`` along each axis), an im2col of just those taps and one GEMM.
     No padded copy of x is made. ``b`` (F,) or None. -> (N, OH, OW, F)."""
@@ -233,7 +233,7 @@ def _conv_inside(x, w, b, pad_h, pad_w):
     x = xp.ascontiguousarray(x)
     N, H, W, C = x.shape
     KH, KW, _, F = w.shape
-    rows, cols = _tap_ranges(H, KH, pad_h), _tap_ranges(W, KW, pad_w)
+    rows, cols = _tap_ranges(H, KH, pad), _tap_ranges(W, KW, pad)
     out = xp.empty((N, rows[-1][1], cols[-1][1], F), dtype=xp.result_type(x, w))
     sN, sH, sW, sC = x.strides
     pieces = []  # (images per block, output rows, output cols, taps) of each group of pixels
@@ -255,7 +255,7 @@ def _conv_inside(x, w, b, pad_h, pad_w):
             n1 = min(N, n0 + g)
             a = buf[: (n1 - n0) * ny * nx * K].reshape(n1 - n0, ny, nx, kh, kw * C)
             for t in range(kh):  # kernel row i0 + t: a run of kw*C contiguous inputs per pixel
-                start = x[n0:n1, y0 - pad_h + i0 + t :, x0 - pad_w + j0 :]
+                start = x[n0:n1, y0 - pad + i0 + t :, x0 - pad + j0 :]
                 a[:, :, :, t, :] = xp.lib.stride_tricks.as_strided(
                     start, shape=(n1 - n0, ny, nx, kw * C), strides=(sN, sH, sW, sC))
             res = a.reshape(-1, K) @ wk
@@ -334,7 +334,7 @@ def conv_forward(x, w, b, stride=1, pad=0):
     if KH == KW == 1 and stride == 1 and pad == 0:
         cols = x.reshape(N * OH * OW, C)  # a 1x1 conv is a GEMM over pixels: no copy needed
     elif _skips_padding(x.shape, w.shape, stride, pad):
-        return _conv_inside(x, w, b, pad, pad), ("inside", x, w, x.shape, padded_shape, stride, pad)
+        return _conv_inside(x, w, b, pad), ("inside", x, w, x.shape, padded_shape, stride, pad)
     else:
         x_pad = xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))) if pad else x
         if N * OH * OW * K * x.itemsize > _block_limit(xp):
