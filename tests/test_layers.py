@@ -22,6 +22,7 @@ def conv_path(request, monkeypatch):
     """Run a conv test through both stride-1 paths: im2col of the padded input, and (for every
     padded stride-1 conv, whatever its map size) the one that multiplies only the taps inside."""
     monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0 if request.param == "im2col" else 1.0)
+    monkeypatch.setattr(L, "INSIDE_MIN_CHANNELS", 0)
     return request.param
 
 
@@ -144,6 +145,7 @@ def test_tap_ranges_and_inside_fraction():
 def test_inside_taps_match_im2col(xp, rng, monkeypatch, N, H, W, C, F, K, pad):
     """Small maps skip the products with padding: same output and gradients as im2col, in blocks too."""
     x, w, b = randn(xp, rng, N, H, W, C), randn(xp, rng, K, K, C, F), randn(xp, rng, F)
+    monkeypatch.setattr(L, "INSIDE_MIN_CHANNELS", 0)
     monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0)
     ref, ref_cache = L.conv_forward(x, w, b, 1, pad)
     dout = randn(xp, rng, *ref.shape)
@@ -163,12 +165,14 @@ def test_inside_taps_match_im2col(xp, rng, monkeypatch, N, H, W, C, F, K, pad):
 
 
 def test_small_maps_take_the_inside_path_by_default(rng):
-    w, b = randn(np, rng, 3, 3, 4, 2), randn(np, rng, 2)
+    w, b = randn(np, rng, 3, 3, 64, 64, dtype=np.float32), randn(np, rng, 64, dtype=np.float32)
     for size, how in [(2, "inside"), (4, "inside"), (8, "inside"), (16, "cols"), (32, "cols")]:
-        _, cache = L.conv_forward(randn(np, rng, 1, size, size, 4), w, b, 1, 1)
+        _, cache = L.conv_forward(randn(np, rng, 1, size, size, 64, dtype=np.float32), w, b, 1, 1)
         assert cache[0] == how, size
-    _, cache = L.conv_forward(randn(np, rng, 1, 4, 4, 4), w, b, 2, 1)  # stride 2: im2col
+    _, cache = L.conv_forward(randn(np, rng, 1, 4, 4, 64, dtype=np.float32), w, b, 2, 1)  # stride 2: im2col
     assert cache[0] == "cols"
+    _, cache = L.conv_forward(randn(np, rng, 1, 4, 4, 8), randn(np, rng, 3, 3, 8, 16), randn(np, rng, 16), 1, 1)
+    assert cache[0] == "cols"  # few channels: im2col
 
 
 # ----------------------------------------------------------------------------- pool, relu, fc

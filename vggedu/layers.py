@@ -191,8 +191,11 @@ def _unfolded_blocks(x_pad, KH, KW, stride, OH, OW):
 # taps lands inside the input, a stride-1 convolution (forward, dw and dx) multiplies only the taps
 # inside (``_tap_ranges``): the same sums without the products with zero. Measured at 32x32 batch 64
 # on 2 cores, conv4_2 (4x4 maps) forward + backward 69 -> 49 ms, conv5_x (2x2) 19 -> 9 ms each; at
-# 16x16 (92% inside) it no longer pays for its extra pieces, hence the threshold.
+# 16x16 (92% inside) it no longer pays for its extra pieces, hence the threshold. Nor with few
+# channels, where the GEMMs are too small for the saved products to outweigh the extra calls
+# (C = F = 32 on 4x4 maps: 1.1-1.5x slower, 64: even, 128: 0.6-0.9x), hence the second condition.
 INSIDE_TAPS_BELOW = 0.88
+INSIDE_MIN_CHANNELS = 64 * 64  # C * F at least this
 
 
 def _tap_ranges(size, kernel, pad):
@@ -219,8 +222,8 @@ def inside_fraction(H, W, KH, KW, pad):
 
 
 def _skips_padding(x_shape, w_shape, stride, pad) -> bool:
-    KH, KW = w_shape[:2]
-    return (stride == 1 and 0 < pad < min(KH, KW)
+    KH, KW, C, F = w_shape
+    return (stride == 1 and 0 < pad < min(KH, KW) and C * F >= INSIDE_MIN_CHANNELS
             and inside_fraction(x_shape[1], x_shape[2], KH, KW, pad) <= INSIDE_TAPS_BELOW)
 
 
@@ -320,8 +323,8 @@ def conv_forward(x, w, b, stride=1, pad=0):
                 ``COLS_BLOCK_BYTES`` (``GPU_COLS_BLOCK_BYTES`` on a GPU): the GEMM runs block by
                 block and the backward unfolds the input again;
       "inside": data is x itself (not a copy: leave it unchanged until the backward), for a small
-                map where at most ``INSIDE_TAPS_BELOW`` of the taps land inside x: only those are
-                multiplied (``_conv_inside``).
+                map where at most ``INSIDE_TAPS_BELOW`` of the taps land inside x (stride 1, and
+                C * F at least ``INSIDE_MIN_CHANNELS``): only those are multiplied (``_conv_inside``).
     """
     _check_conv(x, w, b, stride, pad)
     xp = get_array_module(x, w)
