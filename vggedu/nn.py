@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from vggedu import layers as L
-from vggedu.backend import get_array_module, to_device
+from vggedu.backend import device_of, get_array_module, to_device
 
 
 def _refcount(a) -> int:
@@ -291,7 +291,7 @@ class Sequential(Module):
             if key in own:
                 layer, local = key.rsplit(".", 1)
                 target = self[layer].params[local]
-                target[...] = to_device(value, "gpu" if type(target).__module__.startswith("cupy") else "cpu")
+                target[...] = to_device(value, device_of(target))
 
     def forward(self, x):
         for module in self.layers:

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from vggedu.backend import get_array_module, to_device, to_numpy
+from vggedu.backend import device_of, get_array_module, to_device, to_numpy
 
 _CHUNK = 1 << 16  # elements per piece of the CPU update: three float32 pieces fit in a 1 MB L2 cache
 
@@ -91,9 +91,8 @@ class SGD:
         for k, v in velocity.items():
             if tuple(v.shape) != tuple(self.velocity[k].shape):
                 raise ValueError(f"velocity {k}: shape {tuple(v.shape)} != {tuple(self.velocity[k].shape)}")
-        device = "gpu" if any(type(v).__module__.startswith("cupy") for v in self.params.values()) else "cpu"
         for k, v in velocity.items():
-            self.velocity[k][...] = to_device(v, device)
+            self.velocity[k][...] = to_device(v, device_of(self.velocity[k]))
         self.lr = float(state["lr"])
         self.momentum = float(state.get("momentum", self.momentum))
         self.weight_decay = float(state.get("weight_decay", self.weight_decay))

@@ -98,8 +98,6 @@ def transplant(src, dst, layers="paper") -> TransplantReport:
     ``layers``: ``"paper"`` (conv1_1, conv2_1, conv3_1, conv3_2, fc6, fc7, fc8; strict),
     ``"matching"`` (every same-named layer of matching shape), or a list of layer names (strict).
     """
-    from vggedu.backend import is_gpu_array, to_device  # here: `import vggedu` imports this module
-
     if not (hasattr(dst, "net") and hasattr(dst, "config")):
         raise TypeError(f"transplant: dst must be a VGG (from build_vgg), got {type(dst).__name__}")
     src_config, src_params = _source(src)
@@ -141,11 +139,9 @@ def transplant(src, dst, layers="paper") -> TransplantReport:
                     "a different width, number of classes or input size?); nothing was copied"
                 )
 
-    for name in chosen:  # all checks passed: copy
-        target_layer = dst.net[name]
-        for key, value in s_layers[name].items():
-            target = target_layer.params[key]
-            target[...] = to_device(value, "gpu" if is_gpu_array(target) else "cpu")
-        report.copied.append((name, _shape(d_layers[name])))
+    # all checks passed: copy (each array onto its destination's device)
+    dst.net.load_params({f"{name}.{key}": value for name in chosen for key, value in s_layers[name].items()},
+                        strict=False)
+    report.copied = [(name, _shape(d_layers[name])) for name in chosen]
     report.random = [name for name in d_layers if name not in set(chosen)]
     return report
