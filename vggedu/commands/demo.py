@@ -17,9 +17,9 @@ Then both nets' best checkpoints are evaluated on the test split and the curves 
 
 from __future__ import annotations
 
-import sys
 import time
-import warnings
+
+from vggedu.commands import warnings_as_lines
 
 # (the net, the data and the schedule of each stage; measured to fit ~5 minutes on 2 cores)
 NET = dict(width=0.25, fc_width=1024, size=32, data="shapes")
@@ -45,8 +45,6 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from vggedu.checkpoint import load_checkpoint, save_checkpoint
     from vggedu.metrics import compare_curves, evaluate_checkpoint
     from vggedu.models import build_vgg
@@ -57,9 +55,7 @@ def run(args) -> int:
     net, stage_a, stage_deep = (QUICK["NET"], QUICK["A"], QUICK["DEEP"]) if args.quick else (NET, STAGE_A, STAGE_DEEP)
     common = dict(progress=args.progress)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *rest, **kw: tqdm.write(f"warning: {message}", file=sys.stderr)
-
+    with warnings_as_lines():
         print(f"[1/3] VGG-A (11 weight layers), width {net['width']:g}, FC-{net['fc_width']}, on shapes "
               f"{net['size']}x{net['size']} ({stage_a['train_images']} training images), He initialisation",
               flush=True)

@@ -13,11 +13,9 @@ size) defaults to the checkpoint's; with ``--resume`` everything defaults to the
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import replace
 
-from tqdm import tqdm
-
+from vggedu.commands import warnings_as_lines
 from vggedu.configs import CONFIGS
 
 # command-line option -> TrainConfig field
@@ -108,8 +106,7 @@ def run(args) -> int:
         print(f"VGG-{m.config} width {m.width:g} FC {m.fc_width} input {m.input_size}x{m.input_size}x{m.in_channels}, "
               f"{m.num_params():,} parameters; {trainer.data.name}: {len(trainer.data.train)} train / "
               f"{len(trainer.data.val)} val images, {trainer.data.num_classes} classes; run dir {trainer.run_dir}")
-        with warnings.catch_warnings():  # a stall warning as one readable line, not a source listing
-            warnings.showwarning = lambda message, *rest, **kw: tqdm.write(f"warning: {message}", file=sys.stderr)
+        with warnings_as_lines():
             result = trainer.fit()
     except TrainingDiverged as err:
         print(f"vggedu train: {err}", file=sys.stderr)
