@@ -239,14 +239,16 @@ def _conv_inside(x, w, b, pad):
     rows, cols = _tap_ranges(H, KH, pad), _tap_ranges(W, KW, pad)
     out = xp.empty((N, rows[-1][1], cols[-1][1], F), dtype=xp.result_type(x, w))
     sN, sH, sW, sC = x.strides
-    pieces = []  # (images per block, output rows, output cols, taps) of each group of pixels
+    pieces = []  # (images per block, output rows, output cols) of each group of pixels
+    need = 0  # elements of the largest block's im2col
     for x0, x1, j0, j1 in cols:
         for y0, y1, i0, i1 in rows:
-            per_image = (y1 - y0) * (x1 - x0) * (i1 - i0) * (j1 - j0) * C * x.itemsize
-            blocks = -(-N * per_image // _block_limit(xp))
-            pieces.append((-(-N // blocks), (y0, y1, i0, i1), (x0, x1, j0, j1)))
-    buf = xp.empty(max(g * (y1 - y0) * (x1 - x0) * (i1 - i0) * (j1 - j0) * C
-                       for g, (y0, y1, i0, i1), (x0, x1, j0, j1) in pieces), dtype=x.dtype)
+            per_image = (y1 - y0) * (x1 - x0) * (i1 - i0) * (j1 - j0) * C
+            blocks = -(-N * per_image * x.itemsize // _block_limit(xp))
+            g = -(-N // blocks)
+            pieces.append((g, (y0, y1, i0, i1), (x0, x1, j0, j1)))
+            need = max(need, g * per_image)
+    buf = xp.empty(need, dtype=x.dtype)
     w_cols = {}  # the kernel's columns j0:j1, contiguous, so that any run of its rows is a matrix
     for g, (y0, y1, i0, i1), (x0, x1, j0, j1) in pieces:
         if (j0, j1) not in w_cols:
