@@ -5,8 +5,11 @@ Used by ``vggedu train`` (resuming a run) and ``vggedu transplant``; lessons 05 
 File layout (a plain NumPy ``.npz``, readable with ``np.load(path, allow_pickle=False)``):
 
 ``header``   uint8, UTF-8 JSON: format name and version, the model's ``spec()`` (config, width,
-             input size, classes, ...), ``meta``, the names of the parameter arrays, and ``state``
-             with every array replaced by ``{"__array__": "s<i>"}`` (JSON-able leaves kept as they are)
+             input size, classes, ...), ``meta``, the names of the parameter arrays, ``state``
+             with every array replaced by ``{"__array__": "s<i>"}`` (JSON-able leaves kept as they are),
+             and, when the model has them, its ``preprocessing`` (mean/std arrays stored like state
+             arrays) and ``class_names``: an imported net (``vggedu.pretrained``) keeps the input
+             convention of its source through save and load
 ``sha256``   uint8, the hex SHA-256 of the header bytes and of every other array (name, dtype,
              shape, bytes, in a fixed order); recomputed and compared on load
 ``p:<name>`` the parameters, ``p:conv1_1.W`` ... ``p:fc8.b``, in the library layout (numpy)
@@ -129,6 +132,12 @@ def save_checkpoint(path, model, state: dict | None = None, meta: dict | None = 
         "state": _encode_state(state or {}, state_arrays),
         "meta": meta or {},
     }
+    preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is not None:
+        header["preprocessing"] = _encode_state(preprocessing.to_dict(), state_arrays, "preprocessing")
+    class_names = getattr(model, "class_names", None)
+    if class_names is not None:
+        header["class_names"] = [str(c) for c in class_names]
     try:
         header_text = json.dumps(header)
     except TypeError as err:
@@ -203,6 +212,29 @@ def _describe(spec: dict) -> str:
             f"{spec.get('num_classes')} classes, fc_width {spec.get('fc_width')}")
 
 
+def _restore_inputs(model, header: dict, arrays: dict, path) -> None:
+    """Give ``model`` the preprocessing and class names saved with it. Checkpoints written by
+    ``vggedu train`` before these were stored describe their input in ``meta``: (pixel - mean) * scale."""
+    from vggedu.models import Preprocessing
+
+    meta = header.get("meta") or {}
+    try:
+        if "preprocessing" in header:
+            model.preprocessing = Preprocessing.from_dict(_decode_state(header["preprocessing"], arrays))
+        elif isinstance(meta.get("input"), dict) and "mean" in meta["input"]:
+            scale = float(meta["input"].get("scale", 1.0))
+            mean = np.asarray(meta["input"]["mean"], np.float32) * np.float32(scale)
+            model.preprocessing = Preprocessing("RGB", scale, mean, np.ones_like(mean), "vggedu")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"checkpoint {path} has an unusable preprocessing entry: {err}") from None
+    names = header.get("class_names", meta.get("classes"))
+    if names is not None:
+        if len(names) != model.num_classes:
+            raise ValueError(f"checkpoint {path} names {len(names)} classes for a net with {model.num_classes} "
+                             "outputs")
+        model.class_names = [str(c) for c in names]
+
+
 def load_checkpoint(path, model=None, config: str | None = None, device: str | None = None) -> Checkpoint:
     """Read ``path``, check it, and return a ``Checkpoint`` whose ``.model`` holds the saved weights.
 
@@ -238,6 +270,7 @@ def load_checkpoint(path, model=None, config: str | None = None, device: str | N
         model.load_params(params)  # every name and shape is checked before anything is copied
     except ValueError as err:
         raise ValueError(f"checkpoint {path} does not fit VGG-{spec.get('config')}: {err}") from None
+    _restore_inputs(model, header, arrays, path)
     if device is not None:
         model.to(device)
     state = _decode_state(header.get("state", {}), arrays)

@@ -26,11 +26,18 @@ Initialisation (``init=``), biases always zero:
 
 fan_in = KH*KW*C (conv) or D (fc), fan_out = KH*KW*F or M. Seeded: the same ``seed`` gives the
 same weights (and the same dropout masks, from ``model.dropout_rng``) on every machine.
+
+The input a net's weights expect travels with them (lesson 09): ``model.preprocessing`` (a
+``Preprocessing``: channel order, scale, mean, std) turns uint8 RGB images into that input through
+``model.preprocess(images)``, and ``model.class_names`` names the outputs. ``vggedu.pretrained``
+sets both for the released weights (Caffe's BGR mean pixel, torchvision's mean/std, ...); a
+checkpoint keeps them; a freshly built net has neither (None) until someone sets them.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -65,6 +72,75 @@ def init_weight(shape, fan_in: int, fan_out: int, init: str, rng: np.random.Gene
     raise ValueError(f"unknown init {init!r}: expected one of {INITS}")
 
 
+@dataclass
+class Preprocessing:
+    """How uint8 RGB pixels become the net's input: ``x = (pixels[..., order] * scale - mean) / std``.
+
+    ``channels``  "RGB", or "BGR" for weights trained on Caffe/OpenCV images (the first conv's input
+                  channels are then blue, green, red); ignored for one-channel nets
+    ``scale``     applied to the 0..255 pixels first (1 for Caffe/MatConvNet, 1/255 for torchvision)
+    ``mean``      (C,) per channel, in ``channels`` order and scaled units, or a full (H, W, C) mean image
+                  (old MatConvNet files); for images of another size a mean image counts as its average pixel
+    ``std``       (C,) divisor per channel (ones except for torchvision)
+    ``source``    where the convention comes from ("caffe", "torchvision", "vggedu", ...), for messages
+    """
+
+    channels: str = "RGB"
+    scale: float = 1.0
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    std: np.ndarray = field(default_factory=lambda: np.ones(3, np.float32))
+    source: str = ""
+
+    def __post_init__(self):
+        if self.channels not in ("RGB", "BGR"):
+            raise ValueError(f"preprocessing channels must be 'RGB' or 'BGR', got {self.channels!r}")
+        self.scale = float(self.scale)
+        self.mean = np.asarray(self.mean, np.float32)
+        self.std = np.asarray(self.std, np.float32)
+        if self.mean.ndim not in (1, 3) or self.std.shape != self.mean.shape[-1:]:
+            raise ValueError(f"preprocessing: mean must be (C,) or (H, W, C) and std (C,), got mean "
+                             f"{self.mean.shape} and std {self.std.shape}")
+
+    def __call__(self, images) -> np.ndarray:
+        """(N, H, W, C) pixels 0..255 (uint8, RGB) -> (N, H, W, C) float32 net input."""
+        shape = tuple(getattr(images, "shape", ()))
+        C = self.mean.shape[-1]
+        if len(shape) != 4 or shape[-1] != C:
+            raise ValueError(f"preprocess: expected images of shape (N, H, W, {C}) (NHWC, {C} channel"
+                             f"{'s' if C > 1 else ''}, pixels 0..255), got {shape}")
+        x = np.asarray(images).astype(np.float32)  # a fresh array: the caller's images are never touched
+        if self.channels == "BGR" and C == 3:
+            x = x[..., ::-1]
+        if self.scale != 1.0:
+            x *= np.float32(self.scale)
+        mean = self.mean
+        if mean.ndim == 3 and mean.shape[:2] != shape[1:3]:
+            mean = mean.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
+        x -= mean
+        if np.any(self.std != 1):
+            x /= self.std
+        return np.ascontiguousarray(x)
+
+    def to_dict(self) -> dict:
+        """Plain values (and the mean/std arrays) for a checkpoint header."""
+        return {"channels": self.channels, "scale": self.scale, "mean": self.mean, "std": self.std,
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(d.get("channels", "RGB"), d.get("scale", 1.0), d["mean"], d["std"], d.get("source", ""))
+
+    def describe(self) -> str:
+        def short(a):
+            return "(" + ", ".join(f"{float(v):.6g}" for v in a) + ")"
+
+        mean = (f"a {self.mean.shape[0]}x{self.mean.shape[1]} mean image" if self.mean.ndim == 3
+                else f"mean {short(self.mean)}")
+        std = "" if np.all(self.std == 1) else f", std {short(self.std)}"
+        scale = "" if self.scale == 1 else f" x {self.scale:.6g}"
+        return f"{self.channels}{scale}, {mean}{std} ({self.source or 'unnamed'} convention)"
+
+
 class VGG:
     """A VGG net: ``net`` (the ``nn.Sequential``) plus what it was built from and a train/test API.
 
@@ -91,6 +167,8 @@ class VGG:
         self.dropout_rng = np.random.default_rng(dropout_seq)  # shared by drop6 and drop7
         self.net = nn.Sequential(*self._make_layers(np.random.default_rng(init_seq)), name=f"vgg-{self.config}")
         self.net["conv1_1"].need_input_grad = False  # nothing below the first layer needs dx
+        self.preprocessing: Preprocessing | None = None  # how images become input (see the module docstring)
+        self.class_names: list | None = None  # one name per output, when known
 
     def _make_layers(self, rng):
         modules = []
@@ -177,6 +255,17 @@ class VGG:
             )
         if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
             raise TypeError(f"x must be a floating-point array (float32), got dtype {getattr(x, 'dtype', type(x))}")
+
+    def preprocess(self, images) -> np.ndarray:
+        """uint8 RGB images (N, H, W, C), pixels 0..255 -> the float32 input these weights expect
+        (``model.preprocessing``); ``forward(preprocess(images))`` gives the source's class scores.
+        The images must already be at the net's size (``input_size``) for ``forward``; dense
+        evaluation takes larger ones."""
+        if self.preprocessing is None:
+            raise ValueError(f"VGG-{self.config} has no preprocessing: it was built, not imported or loaded. Set "
+                             "model.preprocessing = vggedu.models.Preprocessing(...) (the mean and scale it was "
+                             "trained with), or load it with vggedu.pretrained.load / vggedu.load_checkpoint")
+        return self.preprocessing(images)
 
     def forward(self, x, train: bool = False):
         """Class scores (N, num_classes) for x (N, H, W, C). ``train=True``: dropout on, caches kept."""
