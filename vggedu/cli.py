@@ -12,13 +12,14 @@ from importlib import import_module
 
 from vggedu import __version__
 
-COMMANDS = ["demo", "info", "train", "transplant", "evaluate"]
+COMMANDS = ["demo", "info", "train", "transplant", "evaluate", "predict", "features"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vggedu",
-        description="VGG very deep ConvNets in NumPy/CuPy: build, inspect, train, transplant, evaluate.",
+        description="VGG very deep ConvNets in NumPy/CuPy: build, inspect, train, transplant, evaluate, "
+        "predict with released weights, extract very deep features.",
     )
     parser.add_argument("--version", action="version", version=f"vggedu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from vggedu import weightfiles as wf
+from vggedu.backend import to_device, to_numpy
 from vggedu.configs import CONFIGS, scaled_channels
 from vggedu.models import VGG, Preprocessing, build_vgg
 
@@ -309,3 +310,76 @@ def imagenet_class_names(root=None) -> list:
     if len(names) != 1000:
         raise ValueError(f"{path} lists {len(names)} classes, not ILSVRC-2012's 1000")
     return names
+
+
+# ---------------------------------------------------------------------------------------------- classifying
+
+
+def softmax(scores) -> np.ndarray:
+    """Row-wise softmax in float64 (posteriors to average across crops, flips and scales)."""
+    s = np.asarray(scores, np.float64)
+    s = s - s.max(axis=-1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def default_scale(model) -> int:
+    """The test scale Q matching the classic centre crop: 256 for a 224x224 net (Q/crop = 256/224)."""
+    return int(round(model.input_size * 256 / 224))
+
+
+def fit_channels(image: np.ndarray, model) -> np.ndarray:
+    """An (H, W, 3) RGB or (H, W)/(H, W, 1) grey uint8 image with the channels ``model`` takes."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"expected one image (H, W, C), got shape {image.shape}")
+    if image.shape[2] == model.in_channels:
+        return image
+    if model.in_channels == 1 and image.shape[2] == 3:  # ITU-R 601 luma, as PIL's convert("L")
+        grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
+    if model.in_channels == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    raise ValueError(f"an image with {image.shape[2]} channels cannot feed a net taking {model.in_channels}")
+
+
+def classify(model, image, method: str = "center", scales=None) -> np.ndarray:
+    """Class posteriors (num_classes,) of one uint8 image (H, W, C) of any size.
+
+    ``"center"``: rescale isotropically so the smaller side is Q, take the central input_size crop;
+    ``"dense"``: the whole rescaled image through the fully convolutional net and its flip, the score
+    map averaged (Sect. 3.2; ``vggedu.evaluate.dense_scores``). Posteriors are averaged over the
+    scales Q in ``scales`` (None: ``default_scale(model)``)."""
+    from vggedu.data.transforms import CenterCrop, rescale
+
+    if method not in ("center", "dense"):
+        raise ValueError(f"unknown method {method!r}: use 'center' or 'dense'")
+    image = fit_channels(image, model)
+    scales = [default_scale(model)] if not scales else [int(q) for q in scales]
+    for q in scales:
+        if q < model.input_size:
+            raise ValueError(f"scale Q={q} is smaller than the net's input size {model.input_size}")
+    model.eval()
+    probs = []
+    if method == "center":
+        for q in scales:
+            x = model.preprocess(CenterCrop(model.input_size)(rescale(image, q))[None])
+            probs.append(softmax(to_numpy(model.forward(to_device(x, model.device))))[0])
+    else:
+        from vggedu.evaluate import dense_scores, to_fully_convolutional  # lesson 07
+
+        fcn = to_fully_convolutional(model)  # once for every scale
+        x = model.preprocess(image[None])[0]  # dense_scores rescales the prepared image itself
+        for q in scales:
+            p, _ = dense_scores(fcn, x, q, flip=True)
+            probs.append(np.asarray(to_numpy(p), np.float64).reshape(-1))
+    return np.mean(probs, axis=0)
+
+
+def top_k(probs, k: int = 5, class_names=None) -> list:
+    """``[(class index, probability, name or None), ...]``, the k most probable first."""
+    probs = np.asarray(probs).reshape(-1)
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), float(probs[i]), None if class_names is None else class_names[i]) for i in order]
