@@ -115,3 +115,27 @@ def svm_accuracy(train_x, train_y, test_x, test_y, C: float = 1.0, seed: int = 0
     svm = LinearSVC(C=C, random_state=seed, max_iter=5000)
     svm.fit(train_x, train_y)
     return float((svm.predict(test_x) == np.asarray(test_y)).mean())
+
+
+def class_split(dataset, classes):
+    """The images of ``dataset`` whose label is in ``classes``, relabelled 0..len(classes)-1 in that order
+    (a transfer experiment: a net trained on some classes, its features tested on the others)."""
+    from vggedu.data.datasets import Dataset
+
+    classes = [int(c) for c in classes]
+    if len(set(classes)) != len(classes) or not all(0 <= c < len(dataset.classes) for c in classes):
+        raise ValueError(f"classes {classes}: need distinct indices of {dataset.name}'s {len(dataset.classes)} classes")
+    relabel = np.full(len(dataset.classes), -1, np.int64)
+    relabel[classes] = np.arange(len(classes))
+    index = np.flatnonzero(relabel[dataset.labels] >= 0)
+    sub = dataset.subset(index)
+    return Dataset(sub.name, sub.split, sub.images, relabel[sub.labels], [dataset.classes[c] for c in classes],
+                   sub.boxes, None if dataset.wnids is None else [dataset.wnids[c] for c in classes], sub.files)
+
+
+def per_class(labels, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` images of every class in ``labels`` (a seeded draw; all of a class when it has fewer)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
