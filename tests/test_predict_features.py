@@ -159,12 +159,25 @@ def test_features_refusals(small_file):
     assert F.extract(bare, np.zeros((1, 32, 32, 3), np.uint8), 32).shape == (1, 32)
 
 
+def test_features_of_another_layer(small_file):
+    model = P.load(small_file[0])
+    imgs = np.random.default_rng(9).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    assert F.extract(model, imgs, (64,), layer="pool5").shape == (2, 32)  # conv5_3's 32 channels, averaged
+    assert F.extract(model, imgs, (64, 96), combine="stack", layer="relu6").shape == (2, 32)
+    with pytest.raises(ValueError, match="has no layer 'fc9'"):
+        F.extract(model, imgs, (64,), layer="fc9")
+    with pytest.raises(ValueError, match="no images"):
+        F.extract(model, imgs[:0], (64,))
+
+
 @pytest.mark.skipif(not HAS_SKLEARN, reason="scikit-learn is not installed (pip install 'vggedu[features]')")
 def test_svm_accuracy_and_pixels():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 5)).astype(np.float32)
     y = (x[:, 0] > 0).astype(int)
-    assert F.svm_accuracy(x[:150], y[:150], x[150:], y[150:]) > 0.9
+    assert F.svm_accuracy(x[:150], y[:150], x[150:], y[150:]) > 0.9  # C cross-validated
+    assert F.svm_accuracy(x[:150], y[:150], x[150:], y[150:], C=1.0) > 0.9
+    assert F.svm_accuracy(x[:4], np.array([0, 1, 0, 1]), x[150:], y[150:]) >= 0  # 2 per class: 2 folds
     px = F.pixel_features(rng.integers(0, 256, (4, 8, 8, 1), dtype=np.uint8))
     assert px.shape == (4, 64)
     np.testing.assert_allclose(np.linalg.norm(px, axis=1), 1, rtol=1e-6)

@@ -17,6 +17,8 @@ fc7 a 1x1 conv), stopping after ``relu7``. No fine-tuning: a linear SVM on the d
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from vggedu.backend import to_device, to_numpy
@@ -26,16 +28,17 @@ COMBINE = ("average", "stack")
 LAST_LAYER = "relu7"  # the penultimate FC layer's activations (fc8 removed)
 
 
-def feature_net(model):
-    """The layers of ``model``'s fully convolutional form up to and including relu7 (issue 14's conversion)."""
+def feature_net(model, layer: str = LAST_LAYER):
+    """The layers of ``model``'s fully convolutional form (lesson 07's conversion) up to and including ``layer``
+    (relu7: Appendix B's; an earlier one, e.g. relu6 or pool5, for comparison)."""
     from vggedu.evaluate import to_fully_convolutional
 
     layers = []
-    for layer in to_fully_convolutional(model).layers:
-        layers.append(layer)
-        if layer.name == LAST_LAYER:
+    for module in to_fully_convolutional(model).layers:
+        layers.append(module)
+        if module.name == layer:
             return layers
-    raise ValueError(f"{model!r} has no {LAST_LAYER} layer")
+    raise ValueError(f"{model!r} has no layer {layer!r}; use one of relu7, relu6, pool5, ...")
 
 
 def _forward(layers, x):
@@ -63,13 +66,14 @@ def _descriptor_at(model, layers, batch, Q: int, flip: bool, chunk: int) -> np.n
 
 
 def extract(model, images, scales=(256, 384, 512), flip: bool = True, combine: str = "average",
-            chunk: int = 64) -> np.ndarray:
+            chunk: int = 64, layer: str = LAST_LAYER) -> np.ndarray:
     """L2-normalised very deep features of ``images``: (N, D) with ``combine="average"``, (N, D * S) "stack".
 
     ``images``: uint8 (N, H, W, C) or a sequence of (H, W, C) arrays of any sizes (e.g. a Dataset's
     ``images``), RGB as ``model.preprocess`` takes them. ``scales``: the smaller side Q each image is
-    rescaled to (each >= the net's input size); D is the FC width (4096 for the paper's nets).
-    ``chunk`` images of one size go through the net at once."""
+    rescaled to (each >= the net's input size); D is the FC width (4096 for the paper's nets), or the
+    channels of ``layer`` when another layer than relu7 is asked for. ``chunk`` images of one size go
+    through the net at once."""
     if combine not in COMBINE:
         raise ValueError(f"unknown combine {combine!r}: use one of {COMBINE}")
     scales = [int(q) for q in np.atleast_1d(scales)]
@@ -78,20 +82,25 @@ def extract(model, images, scales=(256, 384, 512), flip: bool = True, combine: s
     if model.preprocessing is None:
         model.preprocess(None)  # raises the explanation
     model.eval()
-    layers = feature_net(model)
+    layers = feature_net(model, layer)
     N = len(images)
+    if N == 0:
+        raise ValueError("extract: no images")
     groups: dict = {}  # images of one shape are rescaled and run as batches
     for i in range(N):
         groups.setdefault(tuple(np.shape(images[i])), []).append(i)
-    per_scale = np.zeros((len(scales), N, model.fc_width), np.float32)
+    per_scale = None
     for index in groups.values():
         batch = [np.asarray(images[i]) for i in index]
         for s, Q in enumerate(scales):
-            per_scale[s, index] = _descriptor_at(model, layers, batch, Q, flip, chunk)
+            d = _descriptor_at(model, layers, batch, Q, flip, chunk)
+            if per_scale is None:
+                per_scale = np.zeros((len(scales), N, d.shape[1]), np.float32)
+            per_scale[s, index] = d
     if combine == "average":
         feats = per_scale.mean(axis=0)
     else:
-        feats = per_scale.transpose(1, 0, 2).reshape(N, len(scales) * model.fc_width)  # scale after scale
+        feats = per_scale.transpose(1, 0, 2).reshape(N, -1)  # scale after scale
     return l2_normalise(feats)
 
 
@@ -106,14 +115,29 @@ def pixel_features(images) -> np.ndarray:
     return l2_normalise(np.asarray(images, np.float32))
 
 
-def svm_accuracy(train_x, train_y, test_x, test_y, C: float = 1.0, seed: int = 0) -> float:
-    """Test accuracy of a linear SVM (scikit-learn's ``LinearSVC``, one-vs-rest) trained on the train features."""
+SVM_CS = (0.1, 1.0, 10.0, 100.0)  # the grid cross-validation picks the SVM's C from
+
+
+def svm_accuracy(train_x, train_y, test_x, test_y, C: float | None = None, seed: int = 0) -> float:
+    """Test accuracy of a linear SVM (scikit-learn's ``LinearSVC``, one-vs-rest) trained on the train features.
+
+    ``C``: the regularisation constant; None picks it from ``SVM_CS`` by 3-fold cross-validation on the
+    training features alone (the test set never chooses anything)."""
     try:
+        from sklearn.model_selection import GridSearchCV, StratifiedKFold
         from sklearn.svm import LinearSVC
     except ImportError:
         raise ImportError("the linear SVM needs scikit-learn: pip install 'vggedu[features]'") from None
-    svm = LinearSVC(C=C, random_state=seed, max_iter=5000)
-    svm.fit(train_x, train_y)
+    train_y = np.asarray(train_y)
+    svm = LinearSVC(C=1.0 if C is None else C, random_state=seed, max_iter=10000)
+    if C is None:
+        folds = int(min(3, np.unique(train_y, return_counts=True)[1].min()))  # the smallest class limits the folds
+        if folds >= 2:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+            svm = GridSearchCV(svm, {"C": list(SVM_CS)}, cv=cv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # liblinear's "did not converge" on tiny sets
+        svm.fit(train_x, train_y)
     return float((svm.predict(test_x) == np.asarray(test_y)).mean())
 
 

@@ -33,7 +33,8 @@ def register(subparsers):
     p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")
     p.add_argument("--out", required=True, metavar="FILE", help="the .npz to write")
     p.add_argument("--svm", action="store_true", help="train a linear SVM on the first split, test on the others")
-    p.add_argument("--C", type=float, default=1.0, help="the SVM's regularisation constant (default 1)")
+    p.add_argument("--C", type=float, default=None,
+                   help="the SVM's regularisation constant (default: 3-fold cross-validation on the first split)")
     p.add_argument("--device", choices=("cpu", "gpu"), help="default: $VGGEDU_DEVICE or cpu")
     p.set_defaults(func=run)
     return p
@@ -97,6 +98,7 @@ def run(args) -> int:
             except ImportError as err:
                 raise ValueError(str(err)) from None
             report[f"{split}_accuracy"] = acc
-            print(f"linear SVM (C={args.C:g}) trained on {first}, accuracy on {split}: {acc:.4f}")
+            how = f"C={args.C:g}" if args.C is not None else "C cross-validated"
+            print(f"linear SVM ({how}) trained on {first}, accuracy on {split}: {acc:.4f}")
         print(json.dumps(report))
     return 0
