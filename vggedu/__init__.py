@@ -15,6 +15,8 @@ The package is small modules, one idea each:
 - ``checkpoint`` safe ``.npz`` checkpoints (atomic, hashed, no pickles)
 - ``data``       datasets, the paper's augmentation, a prefetching loader
 - ``train``      the trainer behind ``vggedu train``
+- ``pretrained`` the released VGG-16/19 weight files (MatConvNet, Caffe, Keras, torchvision) as vggedu nets
+- ``features``   very deep features (Appendix B) and a linear SVM on them
 
 Heavy submodules are imported lazily so ``import vggedu`` stays fast.
 """
