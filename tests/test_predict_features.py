@@ -213,3 +213,18 @@ def test_features_on_a_trained_checkpoint(tmp_path):
     imgs = np.random.default_rng(1).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
     np.testing.assert_allclose(loaded.preprocess(imgs[:, :1, :1]), (imgs[:, :1, :1] - 40.0) / 255, rtol=1e-5)
     assert F.extract(loaded, imgs, scales=(32, 48)).shape == (3, 32)
+
+
+def test_predict_and_features_on_the_device(xp, small_file):
+    """A model on the GPU gives the CPU's posteriors and features, returned as NumPy arrays."""
+    cpu, model = P.load(small_file[0]), P.load(small_file[0])
+    if xp is not np:
+        model.to("gpu")
+    img = np.random.default_rng(10).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    for method in ("center", "dense"):
+        got = P.classify(model, img, method, [64, 80])
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_allclose(got, P.classify(cpu, img, method, [64, 80]), rtol=1e-5, atol=1e-7)
+    feats = F.extract(model, [img, img[:64, :64]], (64, 80))
+    assert isinstance(feats, np.ndarray)
+    np.testing.assert_allclose(feats, F.extract(cpu, [img, img[:64, :64]], (64, 80)), rtol=1e-5, atol=1e-6)
