@@ -45,7 +45,7 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # the ILSVRC-2012 mean pixel, B, G,
 TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision, RGB, on pixels / 255
 FORMATS = ("matconvnet", "caffe", "keras", "torchvision", "safetensors")
 _ALIASES = {"mat": "matconvnet", "caffemodel": "caffe", "h5": "keras", "hdf5": "keras", "torch": "torchvision",
-            "pth": "torchvision", "pt": "torchvision"}
+            "pytorch": "torchvision", "pth": "torchvision", "pt": "torchvision"}
 CANDIDATE_CONFIGS = ("D", "E", "A", "B", "C")  # VGG-16 and VGG-19 first; A-LRN's LRN is in no released file
 
 # how each format stores a conv / an FC layer (see the table above)
