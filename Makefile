@@ -34,9 +34,9 @@ nbval: $(VENV)/.installed-test
 figures: $(VENV)/.installed
 	$(PY) -m vggedu.figures
 
+# the README's CPU table, both OpenBLAS kernels; on a shared machine run it under a lock (flock LOCKFILE make bench)
 bench: $(VENV)/.installed-test
-	$(PY) bench/layers.py
-	$(PY) bench/vgg.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
