@@ -36,7 +36,7 @@ import numpy as np
 
 from vggedu import layers as L
 from vggedu import nn
-from vggedu.backend import device_of, get_array_module
+from vggedu.backend import check_same_device, device_of, get_array_module
 from vggedu.configs import FC_WIDTH, LRN_CONSTANTS, canonical, check_knobs, layer_table
 
 INITS = ("paper", "glorot", "he", "zeros")
@@ -177,6 +177,7 @@ class VGG:
             )
         if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
             raise TypeError(f"x must be a floating-point array (float32), got dtype {getattr(x, 'dtype', type(x))}")
+        check_same_device(x, self.device, f"VGG-{self.config}")  # one clear message, not one deep in a layer
 
     def forward(self, x, train: bool = False):
         """Class scores (N, num_classes) for x (N, H, W, C). ``train=True``: dropout on, caches kept."""

@@ -117,7 +117,7 @@ def run(args) -> int:
     print(f"best validation top-1 error {100 * result.best_val_top1_err:.1f}%; checkpoints {best} and "
           f"{result.paths['last']}; curves {result.paths['curves']}")
     if args.test and best.is_file():
-        r = evaluate_checkpoint(best)
+        r = evaluate_checkpoint(best, device=trainer.model.device)  # the device the run trained on
         print(f"test: top-1 error {100 * r['top1_err']:.2f}%, top-5 error {100 * r['top5_err']:.2f}% "
               f"on {r['n']} images ({r['data']}, single centre crop)")
     return 0
