@@ -157,3 +157,54 @@ def host_reads() -> int | None:
     CPU stand-in for CuPy in ``../shared/fakecupy`` does; real CuPy does not: None)."""
     stats = getattr(_cupy, "stats", None) if _cupy is not None else None
     return int(stats["d2h"]) if isinstance(stats, dict) and "d2h" in stats else None
+
+
+def select_gpu(index: int) -> int:
+    """Make GPU ``index % devices`` this process's current device (one GPU per data-parallel rank); returns it."""
+    _require_gpu()
+    n = _cupy.cuda.runtime.getDeviceCount()
+    _cupy.cuda.Device(int(index) % n).use()
+    return int(index) % n
+
+
+def elementwise_kernel(in_params: str, out_params: str, body: str, name: str):
+    """A ``cupy.ElementwiseKernel`` (one fused CUDA kernel), or None where none can be made (no CuPy, or a
+    CuPy stand-in that does not compile kernels): callers keep an array-code path beside it."""
+    if _cupy is None:
+        return None
+    try:
+        return _cupy.ElementwiseKernel(in_params, out_params, body, name)
+    except NotImplementedError:
+        return None
+
+
+class _NcclAllreduce:
+    """Sum a flat CuPy buffer over the ranks with NCCL, on the current stream."""
+
+    def __init__(self, comm, rank, size):
+        from cupy.cuda import nccl
+
+        self._nccl = nccl
+        uid = comm.bcast(nccl.get_unique_id() if rank == 0 else None, root=0)
+        self._comm = nccl.NcclCommunicator(size, uid, rank)
+        self._types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
+
+    def allreduce_(self, buf):
+        stream = _cupy.cuda.get_current_stream()
+        self._comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._types[np.dtype(buf.dtype)],
+                             self._nccl.NCCL_SUM, stream.ptr)
+
+
+def gpu_collectives(comm, rank: int, size: int):
+    """An object with ``allreduce_(buf)`` summing a CuPy buffer over the ranks with NCCL (``cupy.cuda.nccl``),
+    or None when CuPy has no NCCL (then vggedu.distributed goes through the host). Not yet run on a GPU."""
+    if _cupy is None or os.environ.get("VGGEDU_NO_NCCL"):
+        return None
+    try:
+        from cupy.cuda import nccl
+
+        if not getattr(nccl, "available", True):
+            return None
+        return _NcclAllreduce(comm, rank, size)
+    except Exception:  # no NCCL in this CuPy build, or the stand-in
+        return None
