@@ -1,4 +1,6 @@
-"""The layer pairs: agreement with the naive oracle, numerical gradients, and clear errors."""
+"""The reference layer pairs: the naive oracle, cs231n's published vectors, numerical gradients, clear errors.
+
+The speed kernels of ``vggedu.kernels`` are tested against these in ``tests/test_kernels.py``."""
 
 from __future__ import annotations
 
@@ -17,15 +19,6 @@ def randn(xp, rng, *shape, dtype=np.float64):
     return xp.asarray(rng.standard_normal(shape).astype(dtype))
 
 
-@pytest.fixture(params=["im2col", "inside taps"])
-def conv_path(request, monkeypatch):
-    """Run a conv test through both stride-1 paths: im2col of the padded input, and (for every
-    padded stride-1 conv, whatever its map size) the one that multiplies only the taps inside."""
-    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0 if request.param == "im2col" else 1.0)
-    monkeypatch.setattr(L, "INSIDE_MIN_CHANNELS", 0)
-    return request.param
-
-
 # ----------------------------------------------------------------------------- conv
 
 
@@ -41,7 +34,7 @@ def conv_path(request, monkeypatch):
         (1, 4, 4, 3, 2, 1, 1, 1),
     ],
 )
-def test_conv_forward_matches_naive(xp, rng, conv_path, N, H, W, C, F, K, stride, pad):
+def test_conv_forward_matches_naive(xp, rng, N, H, W, C, F, K, stride, pad):
     x = randn(xp, rng, N, H, W, C, dtype=np.float32)
     w = randn(xp, rng, K, K, C, F, dtype=np.float32)
     b = randn(xp, rng, F, dtype=np.float32)
@@ -61,118 +54,10 @@ def test_conv_naive_against_hand_computed():
 
 
 @pytest.mark.parametrize("K,stride,pad", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 1, 0), (1, 2, 1)])
-def test_conv_backward_gradcheck(xp, rng, conv_path, K, stride, pad):
+def test_conv_backward_gradcheck(xp, rng, K, stride, pad):
     inputs = {"x": randn(xp, rng, 2, 5, 5, 3), "w": randn(xp, rng, K, K, 3, 4), "b": randn(xp, rng, 4)}
     errors = check_layer(L.conv_forward, L.conv_backward, inputs, kwargs={"stride": stride, "pad": pad})
     assert max(errors.values()) < TOL, errors
-
-
-def test_conv_backward_without_dx_matches(xp, rng, conv_path):
-    x, w, b = randn(xp, rng, 2, 4, 4, 3), randn(xp, rng, 3, 3, 3, 2), randn(xp, rng, 2)
-    out, cache = L.conv_forward(x, w, b, 1, 1)
-    dout = randn(xp, rng, *out.shape)
-    dx, dw, db = L.conv_backward(dout, cache)
-    none, dw2, db2 = L.conv_backward(dout, cache, need_dx=False)
-    assert none is None and rel_error(dw, dw2) == 0 and rel_error(db, db2) == 0
-
-
-@pytest.mark.parametrize("block", ["1 row", "2 rows", "1 image", "2 images"])
-@pytest.mark.parametrize("K,stride,pad", [(3, 1, 1), (3, 2, 0), (2, 2, 1)])
-def test_blocked_conv_matches_whole(xp, rng, monkeypatch, block, K, stride, pad):
-    """Large inputs go through im2col in blocks: same output and gradients as the whole-matrix path."""
-    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0)  # this 7x6 map would skip its padding taps
-    x, w, b = randn(xp, rng, 3, 7, 6, 4), randn(xp, rng, K, K, 4, 5), randn(xp, rng, 5)
-    out, cache = L.conv_forward(x, w, b, stride, pad)
-    dout = randn(xp, rng, *out.shape)
-    grads = L.conv_backward(dout, cache)
-    per_row = out.shape[2] * K * K * 4 * x.itemsize  # bytes of im2col rows for one output row
-    rows = {"1 row": 1, "2 rows": 2, "1 image": out.shape[1], "2 images": 2 * out.shape[1]}[block]
-    monkeypatch.setattr(L, "COLS_BLOCK_BYTES", rows * per_row)
-    monkeypatch.setattr(L, "GPU_COLS_BLOCK_BYTES", rows * per_row)
-    out_b, cache_b = L.conv_forward(x, w, b, stride, pad)
-    assert cache[0] == "cols" and cache_b[0] == "padded"  # the padded input is cached, not im2col's matrix
-    assert cache_b[1].ndim == 4
-    assert rel_error(out, out_b) < 1e-12
-    for g, g_b in zip(grads, L.conv_backward(dout, cache_b)):
-        assert rel_error(g, g_b) < 1e-12
-    errors = check_layer(L.conv_forward, L.conv_backward, {"x": x[:2], "w": w, "b": b},
-                         kwargs={"stride": stride, "pad": pad})
-    assert max(errors.values()) < TOL, errors
-
-
-@pytest.mark.parametrize("K,pad", [(3, 1), (1, 0)])
-def test_backward_into_out_buffers_matches(xp, rng, conv_path, K, pad):
-    """``out=(dw, db)`` writes the same numbers into the given arrays; a misfit buffer is refused."""
-    x, w, b = randn(xp, rng, 2, 4, 4, 3), randn(xp, rng, K, K, 3, 2), randn(xp, rng, 2)
-    out, cache = L.conv_forward(x, w, b, 1, pad)
-    dout = randn(xp, rng, *out.shape)
-    dx, dw, db = L.conv_backward(dout, cache)
-    bufs = (xp.full(w.shape, xp.nan), xp.full(b.shape, xp.nan))
-    dx2, dw2, db2 = L.conv_backward(dout, cache, out=bufs)
-    assert dw2 is bufs[0] and db2 is bufs[1]
-    assert rel_error(dx, dx2) == 0 and rel_error(dw, dw2) < 1e-12 and rel_error(db, db2) < 1e-12
-    with pytest.raises(ValueError, match="do not fit"):
-        L.conv_backward(dout, cache, out=(xp.zeros((K, K, 3, 3)), xp.zeros(3)))
-    xf, wf, bf = randn(xp, rng, 3, 5), randn(xp, rng, 5, 4), randn(xp, rng, 4)
-    outf, cachef = L.linear_forward(xf, wf, bf)
-    doutf = randn(xp, rng, *outf.shape)
-    ref = L.linear_backward(doutf, cachef)
-    bufs = (xp.empty_like(wf), xp.empty_like(bf))
-    got = L.linear_backward(doutf, cachef, out=bufs)
-    assert got[1] is bufs[0] and all(rel_error(a, c) < 1e-12 for a, c in zip(ref, got))
-
-
-def test_tap_ranges_and_inside_fraction():
-    # a 4-pixel axis, 3-tap kernel, pad 1: pixel 0 misses tap 0, pixel 3 misses tap 2
-    assert L._tap_ranges(4, 3, 1) == [(0, 1, 1, 3), (1, 3, 0, 3), (3, 4, 0, 2)]
-    assert L._tap_ranges(1, 3, 1) == [(0, 1, 1, 2)]
-    assert L._tap_ranges(3, 3, 2) == [(0, 1, 2, 3), (1, 2, 1, 3), (2, 3, 0, 3), (3, 4, 0, 2), (4, 5, 0, 1)]
-    assert L.inside_fraction(2, 2, 3, 3, 1) == pytest.approx(16 / 36)  # VGG's conv5 at 32x32 input
-    assert L.inside_fraction(4, 4, 3, 3, 1) == pytest.approx(100 / 144)
-    assert L.inside_fraction(8, 8, 3, 3, 0) == 1.0
-    assert L.inside_fraction(224, 224, 3, 3, 1) > 0.99
-
-
-@pytest.mark.parametrize("N,H,W,C,F,K,pad", [
-    (2, 2, 2, 4, 3, 3, 1),   # VGG's conv5 at 32x32: every pixel a corner
-    (3, 4, 4, 3, 5, 3, 1),
-    (2, 1, 1, 3, 2, 3, 1),   # one pixel: only the centre tap is inside
-    (2, 3, 5, 2, 4, 3, 1),   # not square
-    (2, 6, 6, 3, 2, 5, 2),
-    (2, 3, 4, 3, 2, 5, 1),   # pad < (K - 1) / 2: no tap covers the whole map
-    (1, 3, 3, 2, 2, 3, 2),   # pad > (K - 1) / 2: outputs beyond the input's edge
-])
-def test_inside_taps_match_im2col(xp, rng, monkeypatch, N, H, W, C, F, K, pad):
-    """Small maps skip the products with padding: same output and gradients as im2col, in blocks too."""
-    x, w, b = randn(xp, rng, N, H, W, C), randn(xp, rng, K, K, C, F), randn(xp, rng, F)
-    monkeypatch.setattr(L, "INSIDE_MIN_CHANNELS", 0)
-    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 0.0)
-    ref, ref_cache = L.conv_forward(x, w, b, 1, pad)
-    dout = randn(xp, rng, *ref.shape)
-    ref_grads = L.conv_backward(dout, ref_cache)
-    monkeypatch.setattr(L, "INSIDE_TAPS_BELOW", 1.0)
-    for limit in (None, 1):  # whole batch, then one image per block (the smallest block there is)
-        if limit:
-            monkeypatch.setattr(L, "COLS_BLOCK_BYTES", limit)
-            monkeypatch.setattr(L, "GPU_COLS_BLOCK_BYTES", limit)
-        out, cache = L.conv_forward(x, w, b, 1, pad)
-        assert cache[0] == "inside" and cache[1] is x  # no copy of the input kept
-        assert rel_error(out, ref) < 1e-12
-        grads = L.conv_backward(dout, cache)
-        assert grads[0].flags.c_contiguous
-        for g, g_ref in zip(grads, ref_grads):
-            assert g.shape == g_ref.shape and rel_error(g, g_ref) < 1e-12
-
-
-def test_small_maps_take_the_inside_path_by_default(rng):
-    w, b = randn(np, rng, 3, 3, 64, 64, dtype=np.float32), randn(np, rng, 64, dtype=np.float32)
-    for size, how in [(2, "inside"), (4, "inside"), (8, "inside"), (16, "cols"), (32, "cols")]:
-        _, cache = L.conv_forward(randn(np, rng, 1, size, size, 64, dtype=np.float32), w, b, 1, 1)
-        assert cache[0] == how, size
-    _, cache = L.conv_forward(randn(np, rng, 1, 4, 4, 64, dtype=np.float32), w, b, 2, 1)  # stride 2: im2col
-    assert cache[0] == "cols"
-    _, cache = L.conv_forward(randn(np, rng, 1, 4, 4, 8), randn(np, rng, 3, 3, 8, 16), randn(np, rng, 16), 1, 1)
-    assert cache[0] == "cols"  # few channels: im2col
 
 
 # ----------------------------------------------------------------------------- pool, relu, fc
@@ -388,8 +273,8 @@ def test_im2col_accepts_non_contiguous_input(xp, rng):
 
 
 @pytest.mark.parametrize("shape,size,stride", [((2, 4, 6, 3), 2, 2), ((1, 6, 6, 2), 3, 3), ((1, 5, 5, 2), 2, 2)])
-def test_maxpool_fast_and_general_paths_agree(xp, shape, size, stride):
-    """The tiled fast path (size == stride, divisible) and the strided path give the same results, ties included."""
+def test_maxpool_matches_a_loop_ties_included(xp, shape, size, stride):
+    """Output and gradient routing against explicit loops, on inputs full of ties."""
     rng = np.random.default_rng(0)
     x = xp.asarray(rng.integers(0, 3, shape).astype(np.float64))  # many ties
     out, cache = L.maxpool_forward(x, size, stride)
@@ -405,3 +290,51 @@ def test_maxpool_fast_and_general_paths_agree(xp, shape, size, stride):
         ref_dx[n, i * stride + a, j * stride + b, c] += dn[n, i, j, c]
     assert np.array_equal(np.asarray(out.tolist()), ref_out)
     assert np.allclose(np.asarray(dx.tolist()), ref_dx)
+
+
+# ----------------------------------------------------------------------------- cs231n's published vectors
+# Assignment 2 of Stanford's CS231n (ConvolutionalNetworks.ipynb) publishes these inputs and expected
+# outputs, in NCHW with weights (F, C, KH, KW); converted to our layout at the boundary.
+
+
+def test_conv_forward_matches_cs231n_vector():
+    x = np.linspace(-0.1, 0.5, num=2 * 3 * 4 * 4).reshape(2, 3, 4, 4).transpose(0, 2, 3, 1)
+    w = np.linspace(-0.2, 0.3, num=3 * 3 * 4 * 4).reshape(3, 3, 4, 4).transpose(2, 3, 1, 0)
+    b = np.linspace(-0.1, 0.2, num=3)
+    correct_out = np.array([[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
+                             [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
+                             [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
+                            [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
+                             [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
+                             [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]]]).transpose(0, 2, 3, 1)
+    for conv in (L.conv_forward, lambda *a: (L.conv_forward_naive(*a), None)):
+        out, _ = conv(x, w, b, 2, 1)
+        assert rel_error(out, correct_out) < 1e-7  # cs231n: "difference should be around 2e-8"
+
+
+def test_maxpool_forward_matches_cs231n_vector():
+    x = np.linspace(-0.3, 0.4, num=2 * 3 * 4 * 4).reshape(2, 3, 4, 4).transpose(0, 2, 3, 1)
+    correct_out = np.array([[[[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
+                             [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
+                             [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]]],
+                            [[[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
+                             [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
+                             [[0.32631579, 0.34105263], [0.38526316, 0.4]]]]).transpose(0, 2, 3, 1)
+    out, _ = L.maxpool_forward(x, 2, 2)
+    assert rel_error(out, correct_out) < 1e-7
+
+
+# ----------------------------------------------------------------------------- caches
+
+
+def test_caches_are_named_tuples(rng):
+    x = rng.standard_normal((2, 4, 4, 3))
+    _, cache = L.conv_forward(x, rng.standard_normal((3, 3, 3, 2)), np.zeros(2), 1, 1)
+    assert isinstance(cache, L.ConvCache) and cache.cols.shape == (2 * 4 * 4, 3 * 3 * 3)
+    assert cache.x_shape == (2, 4, 4, 3) and (cache.stride, cache.pad) == (1, 1)
+    _, cache = L.maxpool_forward(x)
+    assert isinstance(cache, L.PoolCache) and cache.argmax.shape == (2, 2, 2, 3) and cache.size == 2
+    _, cache = L.linear_forward(x.reshape(2, -1), rng.standard_normal((48, 5)), np.zeros(5))
+    assert isinstance(cache, L.LinearCache) and cache.w.shape == (48, 5)
+    _, cache = L.lrn_forward(x)
+    assert isinstance(cache, L.LRNCache) and cache.size == 5

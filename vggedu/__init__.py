@@ -3,7 +3,9 @@
 The package is small modules, one idea each:
 
 - ``backend``    NumPy/CuPy switch (the only module that imports CuPy)
-- ``layers``     forward/backward function pairs (conv via im2col, pool, ReLU, FC, dropout, LRN, loss)
+- ``layers``     reference forward/backward pairs (conv via im2col, pool, ReLU, FC, dropout, LRN, loss)
+- ``kernels``    the same arithmetic, fast: blocked im2col, inside taps, fused backward (what ``nn`` runs)
+- ``exercises``  checkers for the layers a student writes (lessons 02 and 05)
 - ``nn``         thin Module objects wrapping the pairs
 - ``gradcheck``  numerical gradients for testing every backward
 - ``optim``      SGD with momentum and weight decay, learning-rate schedules

@@ -195,7 +195,11 @@ class VGG:
         return self.net.backward(dscores)
 
     def loss(self, x, y):
-        """``(loss, grads)``: mean softmax cross-entropy of a training-mode forward, and its gradients."""
+        """``(loss, grads)``: mean softmax cross-entropy of a training-mode forward, and its gradients.
+
+        ``grads`` holds the layers' gradient arrays, which the next ``loss`` (or ``backward``) overwrites
+        in place (PyTorch's convention, see ``vggedu.nn``): to keep them, copy them,
+        ``kept = {k: g.copy() for k, g in grads.items()}``."""
         scores = self.forward(x, train=True)
         loss, dscores = L.softmax_cross_entropy(scores, y)
         self.net.backward(dscores)

@@ -1,47 +1,30 @@
-"""Module objects wrapping the layer pairs of ``vggedu.layers``; taught in lesson 02.
+"""Module objects wrapping the layer pairs; taught in lesson 02.
 
 A ``Module`` keeps what its forward/backward pair needs between the two calls: its parameters
 (``params``, local names ``"W"`` and ``"b"``), the gradients from the last backward (``grads``,
-same keys; their arrays are reused by the next backward unless someone kept them), the cache
-of the last forward, and whether it is training (``train()`` / ``eval()``).
+same keys), the cache of the last forward, and whether it is training (``train()`` / ``eval()``).
+Calling a module runs its forward: ``nn.ReLU()(x)`` is ``nn.ReLU().forward(x)``.
 ``Sequential`` chains modules and exposes their parameters under ``"<layer name>.<key>"``, e.g.
 ``"conv3_2.W"``: the same array objects, so an optimizer updating them in place updates the net.
 
+Gradients are overwritten by the next backward (PyTorch's convention): a layer writes each
+backward's weight gradients into the same arrays, allocated at its first backward (a fresh
+allocation, with its page faults, of every weight gradient every step cost 10-13 % of a VGG-A
+training step on 2 cores). To keep a step's gradients, copy them:
+``kept = {k: g.copy() for k, g in net.grads.items()}``.
+
+The arithmetic is ``vggedu.layers``'s; conv, max-pool and the FC backward run through the faster
+``vggedu.kernels`` (same results, tested against the reference pairs).
 Parameters start at zero here; initialisation is the model's job (``vggedu.models``).
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
+from vggedu import kernels as K
 from vggedu import layers as L
 from vggedu.backend import device_of, get_array_module, to_device
-
-
-def _refcount(a) -> int:
-    return sys.getrefcount(a)
-
-
-def _unshared(a) -> bool:
-    """True when only the caller's ``grads`` dict entry and its local name refer to ``a`` (no one kept it)."""
-    return _refcount(a) <= _UNSHARED_REFS
-
-
-def _calibrate() -> int:
-    """The reference count ``_unshared`` sees for an array held by one dict entry and one local name,
-    measured through the same call chain (interpreters differ in how many references they count)."""
-    grads = {"W": np.empty(1)}
-    a = grads.get("W")
-    return _probe(a)
-
-
-def _probe(a) -> int:
-    return _refcount(a)
-
-
-_UNSHARED_REFS = _calibrate()
 
 
 class Module:
@@ -60,7 +43,8 @@ class Module:
     def backward(self, dout):
         raise NotImplementedError
 
-    __call__ = forward
+    def __call__(self, x):
+        return self.forward(x)
 
     def train(self):
         self.training = True
@@ -78,19 +62,13 @@ class Module:
         return self
 
     def _grad_buffers(self):
-        """``(dW, db)`` arrays for the next backward to write into: last step's, reused when nothing else holds them.
-
-        Reusing them spares a fresh allocation (and its page faults) of every weight gradient every
-        step: measured 10-13 % of a VGG-A training step on 2 cores. They are reused only while no
-        one else holds a reference (to them, or a view of them): gradients a caller kept from an
-        earlier step (``_, g1 = model.loss(...)``) are never overwritten; that step's next backward
-        then writes into new arrays.
-        """
+        """``(dW, db)`` for the next backward to write into: the last backward's arrays, so gradients are
+        overwritten step after step (module docstring); new ones the first time, or after the parameters
+        changed shape, dtype or device."""
         W, b = self.params["W"], self.params["b"]
         dW, db = self.grads.get("W"), self.grads.get("b")
         fits = (dW is not None and db is not None and dW.shape == W.shape and dW.dtype == W.dtype
-                and type(dW) is type(W) and dW.flags.c_contiguous and db.shape == b.shape and db.dtype == b.dtype
-                and _unshared(dW) and _unshared(db))
+                and type(dW) is type(W) and dW.flags.c_contiguous and db.shape == b.shape and db.dtype == b.dtype)
         if not fits:
             dW, db = get_array_module(W).empty_like(W), get_array_module(b).empty_like(b)
         return dW, db
@@ -119,12 +97,12 @@ class Conv2d(Module):
         self.need_input_grad = True  # False for a net's first layer: skips one GEMM and col2im
 
     def forward(self, x):
-        out, cache = L.conv_forward(x, self.params["W"], self.params["b"], self.stride, self.pad)
+        out, cache = K.conv_forward(x, self.params["W"], self.params["b"], self.stride, self.pad)
         self._cache = cache if self.training else None  # no im2col buffer kept at test time
         return out
 
     def backward(self, dout):
-        dx, self.grads["W"], self.grads["b"] = L.conv_backward(dout, self._need_cache(), self.need_input_grad,
+        dx, self.grads["W"], self.grads["b"] = K.conv_backward(dout, self._need_cache(), self.need_input_grad,
                                                                out=self._grad_buffers())
         self._cache = None  # free the im2col buffer as soon as it has served
         return dx
@@ -138,11 +116,11 @@ class MaxPool2d(Module):
         self.size, self.stride = size, stride
 
     def forward(self, x):
-        out, self._cache = L.maxpool_forward(x, self.size, self.stride)
+        out, self._cache = K.maxpool_forward(x, self.size, self.stride)
         return out
 
     def backward(self, dout):
-        return L.maxpool_backward(dout, self._need_cache())
+        return K.maxpool_backward(dout, self._need_cache())
 
 
 class ReLU(Module):
@@ -184,7 +162,7 @@ class Linear(Module):
         return out
 
     def backward(self, dout):
-        dx, self.grads["W"], self.grads["b"] = L.linear_backward(dout, self._need_cache(), out=self._grad_buffers())
+        dx, self.grads["W"], self.grads["b"] = K.linear_backward(dout, self._need_cache(), out=self._grad_buffers())
         return dx
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vggedu.data import CenterCrop, Compose, DataLoader, RandomCrop, RandomFlip, Rescale, ScaleJitter, load_dataset
+from vggedu.data.datasets import holdout_split
 
 HOLDOUT_DATASETS = ("fashion-mnist", "fashion_mnist", "fashionmnist", "cifar10", "cifar-10")
 
@@ -114,9 +115,8 @@ def load_split(data: str, split: str, size: int, holdout: int = 5000, n: int | N
         ds = load_dataset(data, "train", size=size)  # no split folders: hold images out ourselves
         if split == "test":
             return _first(ds, n)  # documented: evaluating such a folder uses every image
-        k = min(int(holdout), len(ds) // 10) or 1
-        perm = np.random.default_rng([seed, 9001]).permutation(len(ds))
-        return _first(ds.subset(np.sort(perm[:k] if split == "val" else perm[k:])), n)
+        train, val = holdout_split(len(ds), min(int(holdout), len(ds) // 10) or 1, seed)
+        return _first(ds.subset(val if split == "val" else train), n)
     return _first(load_dataset(data, split, size=size, seed=seed), n)
 
 

@@ -94,6 +94,11 @@ class TrainConfig:
     max_loss: float = 50.0  # stop when a batch loss exceeds max_loss * ln(classes), or is NaN/inf
     stall_margin: float = 0.02  # warn when the train loss stays within this fraction of ln(classes) an epoch
 
+    def __post_init__(self):  # a value that makes no sense (epochs -3, lr 0, ...) fails here, naming the field
+        from vggedu.commands.train import check_train_config
+
+        check_train_config(self)
+
     @classmethod
     def quick(cls, **overrides) -> TrainConfig:
         """A run for a 2-core laptop (about a minute): narrow A (width 0.25, FC-256) on shapes at 32x32,

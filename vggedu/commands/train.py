@@ -12,8 +12,10 @@ size) defaults to the checkpoint's; with ``--resume`` everything defaults to the
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from vggedu.commands import warnings_as_lines
 from vggedu.configs import CONFIGS
@@ -25,6 +27,68 @@ OPTIONS = {"config": "config", "data": "data", "size": "size", "width": "width",
            "init_from": "init_from", "seed": "seed", "out": "out", "train_images": "train_images",
            "val_images": "val_images", "holdout": "holdout", "augment": "augment", "device": "device",
            "workers": "workers", "progress": "progress"}
+
+
+
+
+def _integer(low):
+    return lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low
+
+
+def _number(ok):
+    return lambda v: (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and ok(v))
+
+
+# TrainConfig field -> (test, what the value must be); None passes wherever a field allows it
+RULES = {
+    "epochs": (_integer(1), "a positive integer"),
+    "batch_size": (_integer(1), "a positive integer"),
+    "lr": (_number(lambda v: v > 0), "a positive number"),
+    "momentum": (_number(lambda v: 0 <= v < 1), "in [0, 1)"),
+    "weight_decay": (_number(lambda v: v >= 0), "a non-negative number"),
+    "dropout": (_number(lambda v: 0 <= v < 1), "in [0, 1)"),
+    "size": (_integer(1), "a positive integer"),
+    "width": (_number(lambda v: v > 0), "a positive number"),
+    "fc_width": (_integer(1), "a positive integer"),
+    "train_images": (_integer(1), "a positive integer"),
+    "val_images": (_integer(1), "a positive integer"),
+    "holdout": (_integer(1), "a positive integer"),
+    "lr_patience": (_integer(0), "a non-negative integer"),
+    "workers": (_integer(1), "at least 1"),
+    "seed": (_integer(0), "a non-negative integer"),
+    "data_seed": (_integer(0), "a non-negative integer"),
+    "max_scale": (_number(lambda v: v >= 1), "a number >= 1"),
+    "pixel_scale": (_number(lambda v: v > 0), "a positive number"),
+    "lr_factor": (_number(lambda v: 0 < v < 1), "in (0, 1)"),
+    "max_lr_drops": (_integer(0), "a non-negative integer"),
+    "max_loss": (_number(lambda v: v > 0), "a positive number"),
+    "stall_margin": (_number(lambda v: v >= 0), "a non-negative number"),
+}
+FIELD_OPTION = {field: "--" + opt.replace("_", "-") for opt, field in OPTIONS.items()}
+
+
+def check_train_config(values, name_of=None) -> None:
+    """Raise ValueError naming the first value of a TrainConfig (or a dict of its fields) that makes no
+    sense (``RULES``): a non-positive number of epochs, batch size, learning rate, size, ...
+    ``name_of(field)`` is how the message names it (default ``TrainConfig.<field>``)."""
+    if not isinstance(values, dict):
+        values = {f.name: getattr(values, f.name) for f in fields(values)}
+    name_of = name_of or (lambda field: f"TrainConfig.{field}")
+    for field, value in values.items():
+        if field in RULES and value is not None and not RULES[field][0](value):
+            raise ValueError(f"{name_of(field)} must be {RULES[field][1]}, got {value!r}")
+
+
+def check_options(args) -> None:
+    """The command line's numbers, checked before anything is created (the message names the option)."""
+    check_train_config(given(args), name_of=lambda field: FIELD_OPTION.get(field, field))
+
+
+def check_architecture(cfg) -> None:
+    """The net a new run would build fits its size (e.g. five 2x2 pools need 32x32), before a file is written."""
+    from vggedu.configs import layer_table
+
+    layer_table(cfg.config, 10, cfg.size, cfg.width, cfg.fc_width, 3, cfg.dropout)  # computes shapes only
 
 
 def register(subparsers):
@@ -103,6 +167,7 @@ def _run(args) -> int:
     from vggedu.metrics import evaluate_checkpoint
     from vggedu.train import Trainer, TrainingDiverged
 
+    check_options(args)
     try:
         if args.resume:
             trainer = Trainer.from_run(args.out, **{k: v for k, v in given(args).items() if k != "out"})
@@ -110,7 +175,9 @@ def _run(args) -> int:
             say(f"resuming {args.out} after epoch {trainer.epoch} (step {trainer.step}), "
                 f"up to epoch {trainer.cfg.epochs}")
         else:
-            trainer = Trainer(config_from_args(args))
+            cfg = config_from_args(args)
+            check_architecture(cfg)
+            trainer = Trainer(cfg)
             say = print if trainer.world.is_root else _quiet
         m, ranks = trainer.model, trainer.world.size
         say(f"VGG-{m.config} width {m.width:g} FC {m.fc_width} input {m.input_size}x{m.input_size}x{m.in_channels}, "

@@ -176,14 +176,22 @@ def load_fashion_mnist(split="train", root=None, size=None, seed=0, holdout=0, r
     return Dataset("fashion-mnist", split, images, labels, list(FASHION_CLASSES))
 
 
+def holdout_split(n: int, holdout: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hold ``holdout`` of ``n`` training images out for validation, a seeded choice:
+    ``(train_index, val_index)``, each sorted. The one rule for every dataset without a validation
+    split (Fashion-MNIST, CIFAR-10, image folders; ``vggedu.rundata``)."""
+    if not 0 < holdout < n:
+        raise ValueError(f"holdout must be between 1 and {n - 1}, got {holdout}")
+    perm = np.random.default_rng([seed, 9001]).permutation(n)
+    return np.sort(perm[holdout:]), np.sort(perm[:holdout])
+
+
 def _holdout(images, labels, split, src, holdout, seed):
     """Carve ``holdout`` images out of the official training set: 'train' gets the rest, 'val' those."""
     if src == "test" or not holdout:
         return images, labels
-    if not 0 < holdout < len(labels):
-        raise ValueError(f"holdout must be between 1 and {len(labels) - 1}, got {holdout}")
-    perm = np.random.default_rng([seed, 9001]).permutation(len(labels))
-    index = np.sort(perm[:holdout] if split == "val" else perm[holdout:])
+    train, val = holdout_split(len(labels), holdout, seed)
+    index = val if split == "val" else train
     return images[index], labels[index]
 
 
