@@ -51,3 +51,31 @@ def test_demo_device_gpu_cupy(tmp_path, evaluations, monkeypatch):
     monkeypatch.setattr(train.Trainer, "__init__", spy)
     assert main(["demo", "--quick", "--no-progress", "--device", "gpu", "--out", str(tmp_path / "demo")]) == 0
     assert devices == ["gpu", "gpu"] and evaluations == ["gpu", "gpu"]
+
+
+def test_cpu_tuned_conv_paths_are_off_on_the_gpu_cupy(xp):
+    """Inside taps, blocks and the per-tap dx were measured on a CPU only: a GPU takes im2col + one GEMM and the
+    reference dx, with the same results (float64 here)."""
+    import numpy as np
+
+    from vggedu import kernels as K
+    from vggedu import layers as L
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 4, 64))  # a 4x4 map, C*F = 64*64: the CPU's "inside" path
+    w, b = rng.standard_normal((3, 3, 64, 64)) * 0.05, rng.standard_normal(64)
+    dout = rng.standard_normal((2, 4, 4, 64))
+    _, cpu_cache = K.conv_forward(x, w, b, 1, 1)
+    big = rng.standard_normal((1, 64, 64, 64))  # im2col 9.4 MB: blocked on the CPU (4 MB blocks)
+    _, cpu_big = K.conv_forward(big, w, b, 1, 1)
+    assert (cpu_cache.path, cpu_big.path) == ("inside", "blocks")
+    out, cache = K.conv_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), 1, 1)
+    _, big_cache = K.conv_forward(xp.asarray(big), xp.asarray(w), xp.asarray(b), 1, 1)
+    expect = ("inside", "blocks") if xp is np else ("cols", "cols")
+    assert (cache.path, big_cache.path) == expect
+    dx, dw, db = K.conv_backward(xp.asarray(dout), cache)
+    ref_out, ref_cache = L.conv_forward(x, w, b, 1, 1)
+    rdx, rdw, rdb = L.conv_backward(dout, ref_cache)
+    get = (lambda a: a.get()) if xp is not np else (lambda a: a)
+    for mine, ref in ((out, ref_out), (dx, rdx), (dw, rdw), (db, rdb)):
+        assert np.abs(get(mine) - ref).max() < 1e-10
