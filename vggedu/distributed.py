@@ -63,6 +63,13 @@ class World:
         self.local_rank = next((int(os.environ[v]) for v in _LOCAL_RANK_VARS if v in os.environ), self.rank)
         self._nccl = None
 
+    @classmethod
+    def of(cls, rank: int, size: int) -> World:
+        """A world seen from ``rank`` of ``size`` without MPI: its ``shard`` arithmetic, for lessons and tests."""
+        w = cls()
+        w.rank, w.size = int(rank), int(size)
+        return w
+
     @property
     def is_root(self) -> bool:
         """Rank 0: the only one that writes files, prints and shows progress."""
