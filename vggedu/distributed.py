@@ -45,6 +45,7 @@ import zlib
 import numpy as np
 
 from vggedu.backend import device_of, get_array_module, gpu_collectives, to_device, to_numpy
+from vggedu.data import DataLoader
 
 # Environment variables through which MPI launchers tell a process the size of its world.
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -160,6 +161,22 @@ def abort_on_error(w: World | None = None, prog: str = "vggedu"):
               file=sys.stderr, flush=True)
         sys.stdout.flush()
         w.abort(1)
+
+
+class ShardedLoader(DataLoader):
+    """A ``DataLoader`` whose batches are this rank's share of each global batch (``world.shard``): the same
+    order, positions and state as the one-process loader (so a checkpoint resumes with any number of
+    ranks), but only the rank's images are read and augmented."""
+
+    def __init__(self, *args, world=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.world = world
+
+    def make_batch(self, epoch, index, pool=None):
+        lo, hi = self.world.shard(len(index))
+        if hi == lo:  # a last batch with fewer images than ranks: nothing for this one
+            return None, np.zeros(0, np.int64)
+        return super().make_batch(epoch, index[lo:hi], pool)
 
 
 # ----------------------------------------------------------------------------- keyed randomness
@@ -343,5 +360,5 @@ class DataParallel:
         return dict(zip(self.STATS, values))
 
 
-__all__ = ["DataParallel", "World", "abort_on_error", "dropout_keys", "keyed_bits", "keyed_dropout_mask",
-           "launched_size", "loss_sum", "loss_sum_and_grad", "topk_counts", "world"]
+__all__ = ["DataParallel", "ShardedLoader", "World", "abort_on_error", "dropout_keys", "keyed_bits",
+           "keyed_dropout_mask", "launched_size", "loss_sum", "loss_sum_and_grad", "topk_counts", "world"]

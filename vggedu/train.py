@@ -46,8 +46,7 @@ from tqdm import tqdm
 
 from vggedu.backend import default_device, get_array_module, select_gpu, to_device, to_numpy
 from vggedu.checkpoint import load_checkpoint, save_checkpoint
-from vggedu.data import DataLoader
-from vggedu.distributed import DataParallel, loss_sum, topk_counts, world
+from vggedu.distributed import DataParallel, ShardedLoader, loss_sum, topk_counts, world
 from vggedu.metrics import plot_curves
 from vggedu.models import build_vgg
 from vggedu.optim import SGD, ReduceLROnPlateau
@@ -145,22 +144,6 @@ def check_writable(out) -> Path:
         raise ValueError(f"output directory {path} cannot be written ({err.strerror or err}): "
                          "choose another --out") from None
     return path
-
-
-class ShardedLoader(DataLoader):
-    """A ``DataLoader`` whose batches are this rank's share of each global batch (``world.shard``): the same
-    order, positions and state as the one-process loader (so a checkpoint resumes with any number of
-    ranks), but only the rank's images are read and augmented."""
-
-    def __init__(self, *args, world=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.world = world
-
-    def make_batch(self, epoch, index, pool=None):
-        lo, hi = self.world.shard(len(index))
-        if hi == lo:  # a last batch with fewer images than ranks: nothing for this one
-            return None, np.zeros(0, np.int64)
-        return super().make_batch(epoch, index[lo:hi], pool)
 
 
 class Trainer:
@@ -503,5 +486,5 @@ def train(cfg: TrainConfig | None = None, **overrides) -> TrainResult:
     return Trainer(replace(cfg or TrainConfig(), **overrides)).fit()
 
 
-__all__ = ["ShardedLoader", "StallWarning", "TrainConfig", "TrainResult", "Trainer", "TrainingDiverged",
+__all__ = ["StallWarning", "TrainConfig", "TrainResult", "Trainer", "TrainingDiverged",
            "check_writable", "train"]
