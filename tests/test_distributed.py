@@ -224,6 +224,19 @@ def test_two_ranks_through_the_cli_equal_one_process_and_only_rank0_writes(tmp_p
         assert r1["train_top1_err"] == r2["train_top1_err"] and abs(r1["train_loss"] - r2["train_loss"]) < 1e-4
         assert r1["val_top1_err"] == r2["val_top1_err"] and abs(r1["val_loss"] - r2["val_loss"]) < 1e-4
 
+    # resume with another number of ranks: epoch 1 on 2 ranks, epoch 2 in one process = the one-process run
+    (tmp_path / "mixed").mkdir()
+    first = _mpi(2, sys.executable, *[a if a != "2" else "1" for a in TRAIN], cwd=tmp_path / "mixed")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _run([sys.executable, *TRAIN, "--resume"], tmp_path / "mixed")
+    assert second.returncode == 0, second.stderr
+    c = load_checkpoint(tmp_path / "mixed" / "run" / "last.npz")
+    assert c.state["step"] == 8
+    for k, v in a.params.items():
+        assert np.abs(v - c.params[k]).max() / max(np.abs(v).max(), 1e-6) < 1e-4, k
+    m3 = [json.loads(line) for line in (tmp_path / "mixed" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["world_size"] for r in m3] == [2, 1]
+
 
 FAILING_RANK = """
 import sys
