@@ -1,5 +1,7 @@
 """Benchmark: vggedu's convolution against PyTorch CPU on every conv layer shape of VGG-A.
 
+vggedu's side is ``vggedu.kernels.conv_forward`` / ``conv_backward``, the dispatchers its nets run.
+
 For each conv layer of VGG-A (shapes read off the model built from the config table) at 32x32
 batch 64 and at 224x224 batch 8, times the forward and the forward+backward of vggedu (NHWC) and
 of PyTorch (NCHW, its default, same thread count), each framework's repetitions as a block
@@ -26,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py beside this file
 from common import blas_kernel, blocks, fmt_torch, gemm_peak, start, summed  # noqa: E402
 
-from vggedu import build_vgg, layers, nn  # noqa: E402
+from vggedu import build_vgg, kernels, nn  # noqa: E402
 
 
 def conv_shapes(config: str, size: int, batch: int):
@@ -48,15 +50,15 @@ def bench_layer(torch, N, H, W, C, F, K, first, repeats, rounds):
     w = rng.standard_normal((K, K, C, F), dtype=np.float32) * 0.01
     b = np.zeros(F, np.float32)
     pad = K // 2
-    out0, _ = layers.conv_forward(x, w, b, 1, pad)
+    out0, _ = kernels.conv_forward(x, w, b, 1, pad)
     dout = rng.standard_normal(out0.shape, dtype=np.float32)
 
     def ours_fwd():
-        layers.conv_forward(x, w, b, 1, pad)
+        kernels.conv_forward(x, w, b, 1, pad)
 
     def ours_fb():
-        _, cache = layers.conv_forward(x, w, b, 1, pad)
-        layers.conv_backward(dout, cache, need_dx=not first)
+        _, cache = kernels.conv_forward(x, w, b, 1, pad)
+        kernels.conv_backward(dout, cache, need_dx=not first)
 
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(not first)
     wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_()

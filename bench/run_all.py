@@ -46,6 +46,7 @@ def run_script(script, kernel_env, args, log):
         cmd = [sys.executable, str(HERE / script), *args, "--json", str(out)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         log.write(f"$ {' '.join(cmd)}  ({', '.join(f'{k}={v}' for k, v in kernel_env.items())})\n{proc.stdout}\n")
+        log.flush()
         if proc.returncode:
             raise SystemExit(f"{script} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
         return json.loads(out.read_text())
