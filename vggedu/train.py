@@ -9,10 +9,11 @@ A run directory (``cfg.out``) holds ``metrics.jsonl`` (one line per epoch, see `
 ``curves.png`` (loss, top-1/top-5 error, learning rate), ``last.npz`` (after every epoch, and on
 Ctrl-C) and ``best.npz`` (the epoch with the lowest validation top-1 error). Checkpoints are
 ``vggedu.save_checkpoint`` files whose ``state`` holds everything the run needs to go on exactly:
-the optimizer's velocities and lr, the plateau schedule, the loader's position, every random
-generator's state (dropout), the epoch, the step, the partial sums of an interrupted epoch and the
-history. So ``Trainer.from_run("runs/A").fit()`` after a stop ends with the same parameters, bit for
-bit on the CPU (same thread count), as a run that was never stopped.
+the optimizer's velocities and lr, the plateau schedule, the loader's position (augmentation and
+dropout masks are keyed by the sample's position, so there is no generator state to carry), the
+epoch, the step, the partial sums of an interrupted epoch and the history. So
+``Trainer.from_run("runs/A").fit()`` after a stop ends with the same parameters, bit for bit on the
+CPU (same thread count), as a run that was never stopped.
 
 Data parallel (lesson 08): started by ``mpirun -n R``, every rank runs this trainer on its share of
 each global batch of ``batch_size`` images (``vggedu.distributed``): one Allreduce of all gradients
