@@ -1,19 +1,36 @@
-"""Shared helpers for the benchmarks: interleaved timing, GEMM peak, machine description.
+"""Shared helpers for the benchmarks: block timing, GEMM peak, BLAS kernel, machine description.
 
-Machines are noisy (shared hosts, turbo, other processes), so every comparison is measured side
-by side: each repetition times vggedu and then PyTorch on the same work, the ratio is taken per
-repetition, and the median of those ratios is reported, together with the median times and the
-float32 GEMM peak measured in the same run.
+How a comparison is timed (``blocks``). Each framework's repetitions run as a block, never one call
+of vggedu then one of PyTorch: after a call, OpenBLAS's worker threads busy-wait and PyTorch's
+OpenMP threads spin-wait, and on 2 cores either steals the CPU from the other framework's next call
+(an earlier version of these scripts alternated single calls; that made PyTorch's convolutions up
+to 2x slower than alone and vggedu look 1.35x faster than it is, see bench/RESULTS.md). The order is
+
+    PyTorch block 0, vggedu block 1, PyTorch block 1, vggedu block 2, PyTorch block 2, ...
+
+with an untimed warm-up call and a short pause at the start of every block. Round k's ratio is
+median(vggedu block k) / median(PyTorch blocks k-1 and k), both taken minutes apart at most, and
+the reported ratio is the median of the rounds' ratios. The proof that the blocks do not disturb
+each other: PyTorch's median in block 0 (before vggedu ran in this measurement) is printed beside
+its median in the later blocks (after vggedu ran); they must agree within the machine's noise.
+
+Machines are noisy (shared hosts, turbo, other processes), so every table also carries the float32
+GEMM peak NumPy reached in the same run, and "% peak" is measured against it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
+import re
 import statistics
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
+
+PAUSE = float(os.environ.get("VGGEDU_BENCH_PAUSE", 0.2))  # seconds between blocks (untimed)
 
 
 def timed(fn) -> float:
@@ -22,28 +39,70 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(fns: dict, repeats: int = 5, warmup: int = 1, pause: float | None = None) -> dict:
-    """Time each callable ``repeats`` times, alternating between them; returns lists of seconds.
-
-    ``pause`` seconds of sleep (untimed) before each call let the previous framework's idle worker
-    threads stop spinning (OpenBLAS's busy-wait after a GEMM, OpenMP's spin-wait) so they do not
-    steal the cores from the next one; default ``$VGGEDU_BENCH_PAUSE`` or 0.
-    """
-    pause = float(os.environ.get("VGGEDU_BENCH_PAUSE", 0)) if pause is None else pause
+def block(fn, repeats: int, warmup: int = 1, pause: float = PAUSE) -> list:
+    """Seconds of ``repeats`` back-to-back calls of ``fn``, after a pause and ``warmup`` untimed calls."""
+    if pause:
+        time.sleep(pause)
     for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if pause:
-                time.sleep(pause)
-            times[name].append(timed(fn))
-    return times
+        fn()
+    return [timed(fn) for _ in range(repeats)]
 
 
-def median_ratio(a: list, b: list) -> float:
-    return statistics.median(x / y for x, y in zip(a, b))
+@dataclass
+class PairTiming:
+    """The blocks of one vggedu/PyTorch comparison (seconds): ``torch[0]`` ran before any vggedu block."""
+
+    ours: list = field(default_factory=list)  # rounds of repetitions
+    torch: list = field(default_factory=list)  # rounds + 1 blocks
+
+    @property
+    def rounds(self) -> int:
+        return len(self.ours)
+
+    def ours_median(self, k=None) -> float:
+        return statistics.median(self.ours[k] if k is not None else sum(self.ours, []))
+
+    def torch_median(self, k=None) -> float:
+        """Median of PyTorch around vggedu round k (blocks k and k+1), or of all its blocks."""
+        return statistics.median(self.torch[k] + self.torch[k + 1] if k is not None else sum(self.torch, []))
+
+    @property
+    def torch_before(self) -> float:
+        """PyTorch's median before vggedu ran (block 0)."""
+        return statistics.median(self.torch[0])
+
+    @property
+    def torch_after(self) -> float:
+        """PyTorch's median in the blocks after a vggedu block."""
+        return statistics.median(sum(self.torch[1:], []))
+
+    def round_ratios(self) -> list:
+        return [self.ours_median(k) / self.torch_median(k) for k in range(self.rounds)]
+
+    @property
+    def ratio(self) -> float:
+        """Median of the rounds' ratios (vggedu / PyTorch; below 1: vggedu is faster)."""
+        return statistics.median(self.round_ratios())
+
+
+def blocks(ours, theirs, repeats: int = 5, rounds: int = 2, warmup: int = 1, pause: float = PAUSE) -> PairTiming:
+    """Time vggedu's ``ours`` and PyTorch's ``theirs`` as blocks: theirs, ours, theirs, ours, ..., theirs."""
+    t = PairTiming(torch=[block(theirs, repeats, warmup, pause)])
+    for _ in range(rounds):
+        t.ours.append(block(ours, repeats, warmup, pause))
+        t.torch.append(block(theirs, repeats, warmup, pause))
+    return t
+
+
+def summed(timings: list) -> PairTiming:
+    """One PairTiming for several measured one after the other (e.g. all conv layers of a net): each block is
+    the sum, repetition by repetition, of the same block of every measurement."""
+    def add(lists):
+        return [sum(col) for col in zip(*lists)]
+
+    first = timings[0]
+    return PairTiming(ours=[add([t.ours[k] for t in timings]) for k in range(first.rounds)],
+                      torch=[add([t.torch[k] for t in timings]) for k in range(first.rounds + 1)])
 
 
 def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -56,17 +115,39 @@ def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / t / 1e9
 
 
-def blas_kernel() -> str:
-    """Which OpenBLAS kernel set NumPy uses (OPENBLAS_CORETYPE forces one; unset means autodetect)."""
-    forced = os.environ.get("OPENBLAS_CORETYPE")
+def openblas_corename() -> str:
+    """The kernel set NumPy's OpenBLAS runs (``Haswell``, ``SkylakeX``, ...), asked from the library itself."""
     try:
         from threadpoolctl import threadpool_info
 
         archs = {i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"}
-        arch = ",".join(sorted(a for a in archs if a)) or "unknown"
+        archs.discard(None)
+        if archs:
+            return ",".join(sorted(archs))
     except ImportError:
-        arch = "unknown (pip install threadpoolctl to see)"
-    return f"{arch} (OPENBLAS_CORETYPE={'unset' if forced is None else forced})"
+        pass
+    try:  # without threadpoolctl: the loaded OpenBLAS's own get_corename (NumPy's wheels prefix its symbols)
+        with open("/proc/self/maps") as f:
+            libs = sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", f.read())))
+        for path in libs:
+            lib = ctypes.CDLL(path)
+            for sym in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename",
+                        "openblas_get_corename64_"):
+                fn = getattr(lib, sym, None)
+                if fn is not None:
+                    fn.restype = ctypes.c_char_p
+                    return fn().decode()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def blas_kernel() -> str:
+    """Which OpenBLAS kernel NumPy uses and why: ``Haswell (forced: OPENBLAS_CORETYPE=Haswell)`` or
+    ``SkylakeX (self-detected)``."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    how = f"forced: OPENBLAS_CORETYPE={forced}" if forced else "self-detected"
+    return f"{openblas_corename()} ({how})"
 
 
 def describe_machine() -> str:
@@ -80,6 +161,13 @@ def describe_machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def load_average() -> str:
+    try:
+        return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def peak_rss_mb() -> float:
@@ -109,7 +197,14 @@ def start(script: str, repeats: int | None, quick: bool):
     repeats = repeats or (3 if quick else 5)
     threads = set_torch_threads(torch)
     peak = gemm_peak()
-    print(f"# {script}: {time.strftime('%Y-%m-%d')}, {describe_machine()}; PyTorch {torch.__version__} "
-          f"with {threads} threads")
+    print(f"# {script}: {time.strftime('%Y-%m-%d %H:%M')}, {describe_machine()}; PyTorch {torch.__version__} "
+          f"with {threads} threads; load average {load_average()}")
     print(f"NumPy BLAS kernel: {blas_kernel()}; float32 GEMM peak measured now: {peak:.0f} GFLOP/s")
+    print("Timing: each framework's repetitions as a block (PyTorch, vggedu, PyTorch, ...); ratio = median over "
+          "rounds of median(vggedu) / median(PyTorch around it)")
     return torch, repeats, peak
+
+
+def fmt_torch(t: PairTiming, scale=1e3) -> str:
+    """PyTorch's median before / after vggedu ran, e.g. ``238 / 241``."""
+    return f"{t.torch_before * scale:.0f} / {t.torch_after * scale:.0f}"

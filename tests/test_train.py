@@ -216,3 +216,34 @@ def test_image_folder_without_splits_holds_out_validation_images(tmp_path):
     assert trainer.data.classes == ["cats", "dogs"]
     assert (len(trainer.data.train), len(trainer.data.val)) == (36, 4)  # 10 % held out
     assert trainer.fit().history[0]["epoch"] == 1
+
+
+def test_a_training_step_reads_the_device_once_cupy(xp, tmp_path):
+    """On the GPU a host read stalls until every queued kernel has run: a step makes one (the summed loss and
+    the correct count together), a whole validation pass one. Counted on ../shared/fakecupy, which counts them."""
+    from vggedu import backend
+
+    if xp is np:
+        pytest.skip("host reads are a GPU matter")
+    if backend.host_reads() is None:
+        pytest.skip("real CuPy does not count host reads; the stand-in ../shared/fakecupy does")
+    trainer = Trainer(small(tmp_path, device="gpu"))
+    batches = iter(trainer.loader)
+    for _ in range(3):  # the first step too: nothing read while buffers are made
+        x, y = next(batches)
+        before = backend.host_reads()
+        trainer.train_step(x, y)
+        assert backend.host_reads() - before <= 1
+    before = backend.host_reads()
+    result = trainer.evaluate()
+    assert backend.host_reads() - before <= 1 and result["n"] == 32
+
+
+def test_labels_are_checked_on_the_host(tmp_path):
+    trainer = Trainer(small(tmp_path))
+    x, y = next(iter(trainer.loader))
+    with pytest.raises(ValueError, match=r"labels out of range: expected 0 <= y < 10, got min 0, max 10"):
+        trainer.train_step(x, np.where(y == y[0], 10, 0))
+    with pytest.raises(ValueError, match="1-D integer array"):
+        trainer.train_step(x, y.astype(np.float32))
+    assert trainer.step == 0

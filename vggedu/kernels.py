@@ -42,8 +42,8 @@ from vggedu.backend import get_array_module
 # sizes 4 to 64 MB measured within noise of each other for VGG-A training; 4 MB best for VGG-16
 # inference at 224x224, 0.72 s against 0.78 s at 16 MB).
 COLS_BLOCK_BYTES = 4 * 2**20
-# On a GPU the same blocking bounds memory, but each block costs kernel launches from Python: there
-# the blocks are 64x larger (a whole VGG-16 conv1_2 im2col at 224x224, batch 64, would be 7.4 GB).
+# On a GPU the same blocking would bound memory, but each block costs kernel launches from Python, and
+# no size has been measured there: this guess is used only when asked for (block_bytes=...).
 GPU_COLS_BLOCK_BYTES = 256 * 2**20
 
 # Small feature maps: with "same" padding, much of an im2col matrix is padding zeros. A 3x3 kernel
@@ -58,10 +58,17 @@ GPU_COLS_BLOCK_BYTES = 256 * 2**20
 INSIDE_TAPS_BELOW = 0.88
 INSIDE_MIN_CHANNELS = 64 * 64  # C * F at least this
 
+# The thresholds above, the blocking and the per-tap dx were all measured on a 2-core CPU. On a GPU,
+# until a profile there says otherwise (bench/gpu.py), a convolution takes the plain path: the whole
+# im2col matrix and one GEMM (7.4 GB for VGG-16's conv1_2 at 224x224 and batch 64: pass block_bytes
+# to bound it), and the reference dx, one GEMM and col2im; the dispatchers' keyword arguments still
+# force any path on either device.
+NO_BLOCKS = 2**62
+
 
 def default_block_bytes(xp) -> int:
-    """``COLS_BLOCK_BYTES`` on the CPU, ``GPU_COLS_BLOCK_BYTES`` on a GPU."""
-    return COLS_BLOCK_BYTES if xp is np else GPU_COLS_BLOCK_BYTES
+    """``COLS_BLOCK_BYTES`` on the CPU; no blocking on a GPU (``NO_BLOCKS``: not measured there)."""
+    return COLS_BLOCK_BYTES if xp is np else NO_BLOCKS
 
 
 # ----------------------------------------------------------------------------- im2col, blocked
@@ -348,15 +355,18 @@ class ConvKernelCache(NamedTuple):
     block_bytes: int  # the block size the forward used (the backward unfolds the same blocks)
 
 
-def conv_forward(x, w, b, stride=1, pad=0, *, block_bytes=None, inside_taps_below=INSIDE_TAPS_BELOW,
+def conv_forward(x, w, b, stride=1, pad=0, *, block_bytes=None, inside_taps_below=None,
                  inside_min_channels=INSIDE_MIN_CHANNELS):
     """``layers.conv_forward`` by the fastest kernel for these shapes -> (out (N, OH, OW, F), ``ConvKernelCache``).
 
-    ``block_bytes`` (default ``default_block_bytes``), ``inside_taps_below`` and ``inside_min_channels``
-    override the module's thresholds (tests use them to force a path)."""
+    ``block_bytes`` (default ``default_block_bytes``), ``inside_taps_below`` (default ``INSIDE_TAPS_BELOW``
+    on the CPU, 0, never, on a GPU) and ``inside_min_channels`` override the module's thresholds (tests
+    use them to force a path)."""
     L.check_conv_args(x, w, b, stride, pad)
     xp = get_array_module(x, w)
     block_bytes = default_block_bytes(xp) if block_bytes is None else int(block_bytes)
+    if inside_taps_below is None:
+        inside_taps_below = INSIDE_TAPS_BELOW if xp is np else 0.0
     N, H, W, C = x.shape
     KH, KW, _, F = w.shape
     shape = tuple(x.shape)
@@ -395,6 +405,12 @@ def conv_backward(dout, cache, need_dx=True, out=None):
         return None, dw, db
     if path == "1x1":
         return (dout2 @ w.reshape(-1, F).T).reshape(x_shape), dw, db
+    if xp is not np:  # the reference dx on a GPU (the fused per-tap version is a CPU measurement)
+        N, H, W, C = x_shape
+        KH, KW = w.shape[:2]
+        dcols = (dout2 @ w.reshape(-1, F).T).reshape(N, dout.shape[1], dout.shape[2], KH, KW, C)
+        dx_pad = L.col2im(dcols, (N, H + 2 * pad, W + 2 * pad, C), stride)
+        return (dx_pad[:, pad:pad + H, pad:pad + W, :] if pad else dx_pad), dw, db
     return input_grad_col2im_fused(dout, w, x_shape, stride, pad), dw, db
 
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from vggedu import layers as L
 from vggedu import nn
-from vggedu.backend import device_of, get_array_module
+from vggedu.backend import check_same_device, device_of, get_array_module
 from vggedu.configs import FC_WIDTH, LRN_CONSTANTS, canonical, check_knobs, layer_table
 
 INITS = ("paper", "glorot", "he", "zeros")
@@ -255,6 +255,7 @@ class VGG:
             )
         if getattr(x, "dtype", None) is None or x.dtype.kind != "f":
             raise TypeError(f"x must be a floating-point array (float32), got dtype {getattr(x, 'dtype', type(x))}")
+        check_same_device(x, self.device, f"VGG-{self.config}")  # one clear message, not one deep in a layer
 
     def preprocess(self, images) -> np.ndarray:
         """uint8 RGB images (N, H, W, C), pixels 0..255 -> the float32 input these weights expect

@@ -169,16 +169,32 @@ class Linear(Module):
 class Dropout(Module):
     """Inverted dropout with drop probability ``p`` while training; the identity in eval mode.
 
-    ``rng`` (a ``numpy.random.Generator``) is the only source of randomness; replace
-    ``self.rng`` or its ``bit_generator.state`` to reproduce or resume a run.
+    Two sources of masks. By default ``rng`` (a ``numpy.random.Generator``): replace ``self.rng`` or
+    its ``bit_generator.state`` to reproduce or resume a run. When ``sample_keys`` is set (one uint32
+    key per sample, on the input's device; the trainer sets it before every training forward from the
+    run's seed, the layer's name, the epoch and each sample's position in it), the next forward draws
+    its mask on the device from those keys instead (``vggedu.distributed.keyed_dropout_mask``): the
+    same sample gets the same mask whatever the batch is split into (data-parallel ranks), on the
+    CPU and on the GPU bit for bit, with no host generator and no host->device copy of the mask.
+    The keys serve one forward.
     """
 
     def __init__(self, p=0.5, rng=None, name=None):
         super().__init__(name)
         self.p = p
         self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.sample_keys = None
 
     def forward(self, x):
+        keys, self.sample_keys = self.sample_keys, None
+        if keys is not None and self.training and self.p > 0:
+            from vggedu.distributed import keyed_dropout_mask
+
+            if tuple(keys.shape) != (x.shape[0],):
+                raise ValueError(f"{self.name}: {tuple(keys.shape)} sample keys for a batch of {x.shape[0]}")
+            mask = keyed_dropout_mask(keys, x.shape, self.p, x.dtype)
+            self._cache = ("mask", mask)
+            return x * mask
         out, mask = L.dropout_forward(x, self.p, self.training, self.rng)
         self._cache = ("mask", mask)
         return out

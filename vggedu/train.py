@@ -9,10 +9,19 @@ A run directory (``cfg.out``) holds ``metrics.jsonl`` (one line per epoch, see `
 ``curves.png`` (loss, top-1/top-5 error, learning rate), ``last.npz`` (after every epoch, and on
 Ctrl-C) and ``best.npz`` (the epoch with the lowest validation top-1 error). Checkpoints are
 ``vggedu.save_checkpoint`` files whose ``state`` holds everything the run needs to go on exactly:
-the optimizer's velocities and lr, the plateau schedule, the loader's position, every random
-generator's state (dropout), the epoch, the step, the partial sums of an interrupted epoch and the
-history. So ``Trainer.from_run("runs/A").fit()`` after a stop ends with the same parameters, bit for
-bit on the CPU (same thread count), as a run that was never stopped.
+the optimizer's velocities and lr, the plateau schedule, the loader's position (augmentation and
+dropout masks are keyed by the sample's position, so there is no generator state to carry), the
+epoch, the step, the partial sums of an interrupted epoch and the history. So
+``Trainer.from_run("runs/A").fit()`` after a stop ends with the same parameters, bit for bit on the
+CPU (same thread count), as a run that was never stopped.
+
+Data parallel (lesson 08): started by ``mpirun -n R``, every rank runs this trainer on its share of
+each global batch of ``batch_size`` images (``vggedu.distributed``): one Allreduce of all gradients
+per step, the same update everywhere, dropout masks keyed by the global sample index so R ranks
+reproduce one process; rank 0 alone writes files and shows progress; ``world_size`` is in every
+metrics line. One step reads the device once (the loss and the correct count together, after the
+Allreduce); labels are checked on the host before they move; validation accumulates on the device
+and reads once per evaluation.
 
 Faults: a NaN or exploding loss raises ``TrainingDiverged`` naming the step and the learning rate;
 an output directory that cannot be written fails before any data is loaded; Ctrl-C stops after the
@@ -33,12 +42,13 @@ import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from vggedu import layers as L
-from vggedu.backend import default_device, get_array_module, to_device
+from vggedu.backend import default_device, get_array_module, select_gpu, to_device, to_numpy
 from vggedu.checkpoint import load_checkpoint, save_checkpoint
-from vggedu.metrics import evaluate_model, plot_curves, topk_correct
+from vggedu.distributed import DataParallel, ShardedLoader, loss_sum, topk_counts, world
+from vggedu.metrics import plot_curves
 from vggedu.models import build_vgg
 from vggedu.optim import SGD, ReduceLROnPlateau
 from vggedu.rundata import RunData, load_run_data
@@ -142,11 +152,14 @@ class Trainer:
 
     ``data``: an already loaded ``RunData`` (or a (train, val) pair of datasets) instead of
     ``cfg.data``; ``model``: a built VGG to train instead of building one; ``resume``: continue the
-    run saved in ``cfg.out/last.npz``; ``callbacks``: functions ``f(trainer)`` called after every step.
+    run saved in ``cfg.out/last.npz``; ``callbacks``: functions ``f(trainer)`` called after every step;
+    ``world``: the ranks of a data-parallel run (default: ``vggedu.distributed.world()``, from mpirun).
     """
 
-    def __init__(self, cfg: TrainConfig, model=None, data=None, resume: bool = False, callbacks=()):
-        self.run_dir = check_writable(cfg.out)  # before anything slow
+    def __init__(self, cfg: TrainConfig, model=None, data=None, resume: bool = False, callbacks=(), world=None):
+        self.world = world or _world()
+        # rank 0 alone writes; it proves the directory writable before anything slow (an error aborts all ranks)
+        self.run_dir = check_writable(cfg.out) if self.world.is_root else Path(cfg.out)
         self.cfg, self.callbacks = cfg, list(callbacks)
         self.paths = {name: self.run_dir / f for name, f in
                       (("last", "last.npz"), ("best", "best.npz"), ("curves", "curves.png"),
@@ -154,18 +167,26 @@ class Trainer:
         saved = self._saved_run(cfg) if resume else None
         self.data = data if isinstance(data, RunData) else load_run_data(cfg, given=data)
         self.model = model if model is not None else self._build_model(cfg, self.data, fresh=saved is None)
-        self.model.to(cfg.device or default_device())
+        device = cfg.device or default_device()
+        if device == "gpu" and self.world.size > 1:
+            select_gpu(self.world.local_rank)  # one GPU per rank on each machine
+        self.model.to(device)
         self.chance_loss = math.log(self.data.num_classes)
         self.optimizer = SGD(self.model.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.schedule = ReduceLROnPlateau(self.optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience,
                                           mode="max", max_drops=cfg.max_lr_drops)
-        self.loader = self.data.train_loader(cfg.batch_size, seed=cfg.seed, workers=cfg.workers)
+        if self.world.size == 1:
+            self.loader = self.data.train_loader(cfg.batch_size, seed=cfg.seed, workers=cfg.workers)
+        else:
+            self.loader = ShardedLoader(self.data.train, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                        transform=self.data.train_transform(), workers=cfg.workers, world=self.world)
+        self.parallel = DataParallel(self.model, self.optimizer, self.world, seed=cfg.seed)
         self.epoch, self.step, self.history = 0, 0, []
         self.best_val_err, self.stall_warned = math.inf, False
         self._reset_sums()
         if saved is not None:
             self._restore(saved)
-        else:
+        elif self.world.is_root:
             self.paths["metrics"].write_text("")  # a fresh run replaces an old run's metrics
         self._boundary = self._snapshot()
         self._busy, self._stop = False, False
@@ -242,9 +263,13 @@ class Trainer:
         self.sums = dict(s["sums"])
         self.best_val_err, self.stall_warned = float(s["best_val_err"]), bool(s["stall_warned"])
         # metrics.jsonl may hold an epoch finished after this checkpoint was written: keep the checkpoint's
-        self.paths["metrics"].write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        if self.world.is_root:
+            self.paths["metrics"].write_text("".join(json.dumps(r) + "\n" for r in self.history))
 
     def save(self, path=None, kind="last") -> Path:
+        """Write a checkpoint (rank 0 only: the others have the same state and write nothing)."""
+        if not self.world.is_root:
+            return Path(path or self.paths[kind])
         meta = {"train_config": asdict(self.cfg), "kind": kind, "epoch": self.epoch, "step": self.step,
                 "classes": list(self.data.classes), "input": self.data.input_meta(self.cfg.pixel_scale),
                 "best_val_top1_err": self.best_val_err if math.isfinite(self.best_val_err) else None}
@@ -253,9 +278,16 @@ class Trainer:
     # ------------------------------------------------------------------ running
 
     def _inputs(self, x, y):
-        x = self.data.normalise(x, self.cfg.pixel_scale)
-        device = self.model.device
-        return to_device(x, device), to_device(y, device)
+        """Labels checked on the host (before they move: no device read needed), pixels normalised, both moved."""
+        y = np.asarray(y)
+        K = self.data.num_classes
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise ValueError(f"labels must be a 1-D integer array, got shape {y.shape}, dtype {y.dtype}")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= K):
+            raise ValueError(f"labels out of range: expected 0 <= y < {K}, got min {int(y.min())}, max {int(y.max())}")
+        if x is not None:
+            x = to_device(self.data.normalise(x, self.cfg.pixel_scale), self.model.device)
+        return x, to_device(y, self.model.device)
 
     def _diverged(self, what) -> TrainingDiverged:
         return TrainingDiverged(
@@ -263,28 +295,56 @@ class Trainer:
             "Lower the learning rate (--lr), or try another initialisation (--init he / glorot); "
             f"{self.paths['last']} holds the last good epoch, if any.")
 
-    def train_step(self, x, y) -> tuple[float, int]:
-        """One SGD step on a batch (numpy, as the loader gives it); returns (loss, correct predictions)."""
-        x, y = self._inputs(x, y)
-        scores = self.model.forward(x, train=True)
-        if not bool(get_array_module(scores).isfinite(scores).all()):
-            raise self._diverged("the class scores are NaN or infinite")
-        loss, dscores = L.softmax_cross_entropy(scores, y)
-        if not math.isfinite(loss) or loss > self.cfg.max_loss * self.chance_loss:
+    def _check(self, stats):
+        """The step's one divergence check, on the summed loss read from the device (before any update)."""
+        loss = stats[0] / max(stats[2], 1)
+        if not math.isfinite(loss):
+            raise self._diverged(f"the loss is {loss} (NaN or infinite class scores)")
+        if loss > self.cfg.max_loss * self.chance_loss:
             raise self._diverged(f"loss {loss:.4g} (chance is ln({self.data.num_classes}) = {self.chance_loss:.3f})")
-        self.model.backward(dscores)
         self._busy = True  # a Ctrl-C now would leave the parameters half-updated
-        self.optimizer.step(self.model.grads)
-        self._busy = False
+
+    def train_step(self, x, y, positions=None, n_global: int | None = None) -> tuple[float, int]:
+        """One SGD step on a batch (numpy, as the loader gives it); returns (mean loss, correct predictions) of
+        the global batch (its size: ``last_step_images``). ``positions``: the samples' indices in the epoch
+        (they key the dropout masks; default 0, 1, ...); ``n_global``: the global batch size when x, y are
+        this rank's share of it."""
+        x, y = self._inputs(x, y)
+        n = int(y.shape[0])
+        self.parallel.set_dropout_keys(self.loader.epoch, np.arange(n) if positions is None else positions)
+        try:
+            stats = self.parallel.step(x, y, n_global or n, check=self._check, stop=self._stop)
+        finally:
+            self._busy = False
         self.step += 1
-        return loss, topk_correct(scores, y, 1)
+        if stats[3] > 0:  # some rank was asked to stop (Ctrl-C): every rank stops after this same step
+            self._stop = True
+        self.last_step_images = int(round(stats[2]))  # the global batch's size
+        return float(stats[0] / max(stats[2], 1)), int(round(stats[1]))
 
     def evaluate(self, dataset=None, batch_size: int | None = None) -> dict:
         """Loss and top-1/top-5 error of the eval-mode net on ``dataset`` (default: the validation split),
-        one centre crop per image."""
+        one centre crop per image. Sums stay on the device (one read at the end); each rank takes its share
+        of every batch and the sums are added over the ranks."""
         dataset = self.data.val if dataset is None else dataset
-        return evaluate_model(self.model, self.data.eval_batches(dataset, batch_size or self.cfg.batch_size),
-                              lambda x, y: self._inputs(x, y))
+        sums, n = None, 0
+        for x, y in self.data.eval_batches(dataset, batch_size or self.cfg.batch_size):
+            lo, hi = self.world.shard(len(y))
+            n += len(y)
+            if hi == lo:
+                continue
+            x, y = self._inputs(x[lo:hi], y[lo:hi])
+            scores = self.model.forward(x, train=False)
+            xp = get_array_module(scores)
+            part = xp.stack([loss_sum(scores, y).astype(np.float64), *(c.astype(np.float64)
+                                                                         for c in topk_counts(scores, y))])
+            sums = part if sums is None else sums + part
+        if n == 0:
+            raise ValueError("evaluate: no images to evaluate")
+        host = np.zeros(3) if sums is None else np.array(to_numpy(sums), dtype=np.float64)  # the one read
+        self.world.allreduce_(host)
+        return {"loss": float(host[0] / n), "top1_err": float(1 - host[1] / n), "top5_err": float(1 - host[2] / n),
+                "n": n}
 
     def _run_epoch(self) -> bool:
         """Train until the loader's epoch ends; True when stopped early by Ctrl-C."""
@@ -292,15 +352,19 @@ class Trainer:
         if self.sums["batches"] >= n_batches:  # stopped after the epoch's last step, before its validation
             return False
         bar = tqdm(total=n_batches, initial=self.sums["batches"], desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   unit="batch", disable=not cfg.progress, leave=False, dynamic_ncols=True, file=sys.stderr)
+                   unit="batch", disable=not (cfg.progress and self.world.is_root), leave=False, dynamic_ncols=True,
+                   file=sys.stderr)
         t0, seconds0 = time.perf_counter(), self.sums["seconds"]
         try:
             for x, y in self.loader:
-                loss, correct = self.train_step(x, y)
+                end = self.loader.position  # the global batch is images start:end of this epoch's order
+                start = (end - 1) // cfg.batch_size * cfg.batch_size
+                lo, hi = self.world.shard(end - start)  # this rank's share (all of it in a world of one)
+                loss, correct = self.train_step(x, y, np.arange(start + lo, start + hi), end - start)
                 s = self.sums
                 s["loss"] += loss
                 s["correct"] += correct
-                s["seen"] += len(y)
+                s["seen"] += self.last_step_images
                 s["batches"] += 1
                 s["stall_dev"] += abs(loss - self.chance_loss)
                 s["seconds"] = seconds0 + time.perf_counter() - t0
@@ -323,13 +387,16 @@ class Trainer:
                   "train_loss": s["loss"] / max(s["batches"], 1),
                   "train_top1_err": 1 - s["correct"] / max(s["seen"], 1),
                   "val_loss": val["loss"], "val_top1_err": val["top1_err"], "val_top5_err": val["top5_err"],
-                  "seconds": s["seconds"], "images_per_s": s["seen"] / max(s["seconds"], 1e-9)}
+                  "seconds": s["seconds"], "images_per_s": s["seen"] / max(s["seconds"], 1e-9),
+                  "world_size": self.world.size}
         record["lr_dropped"] = self.schedule.step(1 - val["top1_err"])  # the paper watched validation accuracy
         record["best"] = val["top1_err"] < self.best_val_err
         record["stalled"] = s["stall_dev"] / max(s["batches"], 1) <= cfg.stall_margin * self.chance_loss
         self.history.append(record)
-        with open(self.paths["metrics"], "a") as f:
-            f.write(json.dumps(record) + "\n")
+        root = self.world.is_root
+        if root:
+            with open(self.paths["metrics"], "a") as f:
+                f.write(json.dumps(record) + "\n")
         self.epoch += 1
         self._reset_sums()
         self._boundary = self._snapshot()
@@ -337,9 +404,11 @@ class Trainer:
             self.best_val_err = val["top1_err"]
             self.save(kind="best")
         self.save(kind="last")
-        plot_curves(self.history, self.paths["curves"], num_classes=self.data.num_classes,
-                    title=f"VGG-{self.model.config} on {self.data.name}: {self.run_dir}")
-        if cfg.verbose:
+        if root:
+            plot_curves(self.history, self.paths["curves"], num_classes=self.data.num_classes,
+                        title=f"VGG-{self.model.config} on {self.data.name}: {self.run_dir}"
+                        + (f" ({self.world.size} ranks)" if self.world.size > 1 else ""))
+        if cfg.verbose and root:
             lr = f"{record['lr']:.0e}" + (f" -> {self.optimizer.lr:.0e}" if record["lr_dropped"] else "")
             star = "  *" if record["best"] else ""
             tqdm.write(f"epoch {record['epoch']:>3}/{cfg.epochs}  train loss {record['train_loss']:.3f} "
@@ -348,7 +417,8 @@ class Trainer:
                        f"{record['seconds']:.0f} s, {record['images_per_s']:.0f} img/s{star}")
         if record["stalled"] and not self.stall_warned:
             self.stall_warned = True
-            warnings.warn(StallWarning(stall_message(record, self.data.num_classes, cfg)), stacklevel=3)
+            if root:
+                warnings.warn(StallWarning(stall_message(record, self.data.num_classes, cfg)), stacklevel=3)
 
     def fit(self, epochs: int | None = None) -> TrainResult:
         """Train up to epoch ``epochs`` (default ``cfg.epochs``), continuing from where the run is."""
@@ -365,7 +435,8 @@ class Trainer:
         except KeyboardInterrupt:
             interrupted = True
             if self._busy or self._stop:  # mid-update, or a second Ctrl-C: keep the last good checkpoint
-                print(f"\naborted at step {self.step}; {self.paths['last']} was not rewritten", file=sys.stderr)
+                if self.world.is_root:
+                    print(f"\naborted at step {self.step}; {self.paths['last']} was not rewritten", file=sys.stderr)
                 return self._result(True)
         finally:
             self._busy = False
@@ -373,8 +444,9 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous)
         if interrupted:
             self.save(kind="last")
-            print(f"\ninterrupted at step {self.step} (epoch {self.epoch + 1}); saved {self.paths['last']}; "
-                  "continue with --resume", file=sys.stderr)
+            if self.world.is_root:
+                print(f"\ninterrupted at step {self.step} (epoch {self.epoch + 1}); saved {self.paths['last']}; "
+                      "continue with --resume", file=sys.stderr)
         return self._result(interrupted)
 
     def _result(self, interrupted):
@@ -406,10 +478,14 @@ def stall_message(record, num_classes, cfg) -> str:
             "epochs before it takes off: more steps (a smaller batch) may be all it needs.")
 
 
+def _world():
+    return world()
+
+
 def train(cfg: TrainConfig | None = None, **overrides) -> TrainResult:
     """``Trainer(replace(cfg, **overrides)).fit()``: a one-line run (cfg defaults to ``TrainConfig()``)."""
     return Trainer(replace(cfg or TrainConfig(), **overrides)).fit()
 
 
-__all__ = ["StallWarning", "TrainConfig", "TrainResult", "Trainer", "TrainingDiverged", "check_writable",
-           "train"]
+__all__ = ["StallWarning", "TrainConfig", "TrainResult", "Trainer", "TrainingDiverged",
+           "check_writable", "train"]

@@ -40,6 +40,7 @@ def register(subparsers):
     p.add_argument("--deep", default="D", choices=("B", "C", "D", "E"), help="the deeper config (default D)")
     p.add_argument("--quick", action="store_true", help="miniature nets and data: seconds, for tests")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--device", choices=("cpu", "gpu"), help="every step's device (default: $VGGEDU_DEVICE or cpu)")
     p.set_defaults(func=run)
     return p
 
@@ -53,7 +54,7 @@ def run(args) -> int:
 
     out = check_writable(args.out)
     net, stage_a, stage_deep = (QUICK["NET"], QUICK["A"], QUICK["DEEP"]) if args.quick else (NET, STAGE_A, STAGE_DEEP)
-    common = dict(progress=args.progress)
+    common = dict(progress=args.progress, device=args.device)
     t0 = time.perf_counter()
     with warnings_as_lines():
         print(f"[1/3] VGG-A (11 weight layers), width {net['width']:g}, FC-{net['fc_width']}, on shapes "
@@ -78,7 +79,7 @@ def run(args) -> int:
                             out=str(out / args.deep), **common)
         Trainer(cfg_d).fit()
 
-    results = {name: evaluate_checkpoint(out / name / "best.npz") for name in ("A", args.deep)}
+    results = {name: evaluate_checkpoint(out / name / "best.npz", device=args.device) for name in ("A", args.deep)}
     compare_curves({f"VGG-{name}": out / name for name in results}, out / "curves.png",
                    title=f"VGG-A, then VGG-{args.deep} from the transplant (shapes {net['size']}x{net['size']})",
                    num_classes=src.spec["num_classes"], offsets={f"VGG-{args.deep}": cfg_a.epochs})

@@ -156,6 +156,14 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    from vggedu.distributed import abort_on_error, world
+
+    with abort_on_error(world(), prog="vggedu train"):  # under mpirun: an error on any rank stops them all
+        return _run(args)
+
+
+def _run(args) -> int:
+    from vggedu.distributed import world
     from vggedu.metrics import evaluate_checkpoint
     from vggedu.train import Trainer, TrainingDiverged
 
@@ -163,28 +171,37 @@ def run(args) -> int:
     try:
         if args.resume:
             trainer = Trainer.from_run(args.out, **{k: v for k, v in given(args).items() if k != "out"})
-            print(f"resuming {args.out} after epoch {trainer.epoch} (step {trainer.step}), "
-                  f"up to epoch {trainer.cfg.epochs}")
+            say = print if trainer.world.is_root else _quiet
+            say(f"resuming {args.out} after epoch {trainer.epoch} (step {trainer.step}), "
+                f"up to epoch {trainer.cfg.epochs}")
         else:
             cfg = config_from_args(args)
             check_architecture(cfg)
             trainer = Trainer(cfg)
-        m = trainer.model
-        print(f"VGG-{m.config} width {m.width:g} FC {m.fc_width} input {m.input_size}x{m.input_size}x{m.in_channels}, "
-              f"{m.num_params():,} parameters; {trainer.data.name}: {len(trainer.data.train)} train / "
-              f"{len(trainer.data.val)} val images, {trainer.data.num_classes} classes; run dir {trainer.run_dir}")
+            say = print if trainer.world.is_root else _quiet
+        m, ranks = trainer.model, trainer.world.size
+        say(f"VGG-{m.config} width {m.width:g} FC {m.fc_width} input {m.input_size}x{m.input_size}x{m.in_channels}, "
+            f"{m.num_params():,} parameters; {trainer.data.name}: {len(trainer.data.train)} train / "
+            f"{len(trainer.data.val)} val images, {trainer.data.num_classes} classes; run dir {trainer.run_dir}"
+            + (f"; {ranks} ranks, {trainer.cfg.batch_size // ranks}-{-(-trainer.cfg.batch_size // ranks)} "
+               "images each per step" if ranks > 1 else ""))
         with warnings_as_lines():
             result = trainer.fit()
-    except TrainingDiverged as err:
-        print(f"vggedu train: {err}", file=sys.stderr)
+    except TrainingDiverged as err:  # every rank sees the same summed loss: all stop here together
+        if world().is_root:
+            print(f"vggedu train: {err}", file=sys.stderr)
         return 1
     if result.interrupted:
         return 130
     best = result.paths["best"]
-    print(f"best validation top-1 error {100 * result.best_val_top1_err:.1f}%; checkpoints {best} and "
-          f"{result.paths['last']}; curves {result.paths['curves']}")
-    if args.test and best.is_file():
-        r = evaluate_checkpoint(best)
+    say(f"best validation top-1 error {100 * result.best_val_top1_err:.1f}%; checkpoints {best} and "
+        f"{result.paths['last']}; curves {result.paths['curves']}")
+    if args.test and trainer.world.is_root and best.is_file():
+        r = evaluate_checkpoint(best, device=trainer.model.device)  # the device the run trained on
         print(f"test: top-1 error {100 * r['top1_err']:.2f}%, top-5 error {100 * r['top5_err']:.2f}% "
               f"on {r['n']} images ({r['data']}, single centre crop)")
     return 0
+
+
+def _quiet(*args, **kwargs):
+    pass
