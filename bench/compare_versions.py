@@ -51,8 +51,9 @@ print(json.dumps({{"file": vggedu.__file__, "times": times}}))
 
 def block(root: Path, repeats: int) -> list:
     env = {**os.environ, "PYTHONPATH": str(root.resolve())}
+    # run in the checkout: ``python -c`` puts the working directory first on sys.path, ahead of PYTHONPATH
     out = subprocess.run([sys.executable, "-c", BLOCK.format(repeats=repeats)], env=env, capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, cwd=root.resolve())
     result = json.loads(out.stdout.strip().splitlines()[-1])
     if not Path(result["file"]).resolve().is_relative_to(root.resolve()):
         raise RuntimeError(f"{root}: the block imported {result['file']}, not this checkout")
