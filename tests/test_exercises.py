@@ -250,6 +250,11 @@ def momentum_other_convention(w, dw, v, lr, momentum):
     return w - v, v
 
 
+def momentum_minus_v(w, dw, v, lr, momentum):
+    v = momentum * v - lr * dw
+    return w - v, v
+
+
 def momentum_pytorch(w, dw, v, lr, momentum):
     v = momentum * v + dw
     return w - lr * v, v
@@ -262,6 +267,7 @@ def momentum_old_velocity(w, dw, v, lr, momentum):
 @pytest.mark.parametrize("fn,named", [
     (momentum_uphill, "momentum sign wrong"),
     (momentum_other_convention, "momentum sign wrong"),
+    (momentum_minus_v, "momentum sign wrong"),
     (momentum_pytorch, "PyTorch's form"),
     (momentum_old_velocity, "OLD velocity"),
 ])

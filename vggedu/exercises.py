@@ -558,6 +558,8 @@ def _momentum_mistakes(w, dw, v, lr, mu):
     return [
         ("momentum sign wrong: v <- mu*v + lr*dw then w <- w + v steps UP the gradient. The paper's (Caffe's) "
          "form is v <- mu*v - lr*dw, w <- w + v", w + up, up),
+        ("momentum sign wrong: with v <- mu*v - lr*dw the step is w <- w + v (v already points downhill), "
+         "not w - v", w - (mu * v - lr * dw), mu * v - lr * dw),
         ("momentum sign wrong: this is the v <- mu*v + lr*dw, w <- w - v convention, whose velocity has the "
          "opposite sign of the paper's (Caffe's). Use v <- mu*v - lr*dw, w <- w + v", w - up, up),
         ("this is PyTorch's form (v <- mu*v + dw, w <- w - lr*v), not the paper's (Caffe's) v <- mu*v - lr*dw, "
@@ -582,7 +584,8 @@ def check_sgd_momentum(fn):
         case_errs = {name: rel_error(a, _expected(f"sgd {case} {name}", w.shape)) for name, a in got.items()}
         bad = [name for name, e in case_errs.items() if e > TOL]
         if bad:
-            hint = "v <- momentum * v - lr * dw, then w <- w + v (the new v); return (next_w, next_v) in that order."
+            hint = ("check the signs and the order: v <- momentum * v - lr * dw, then w <- w + v (the new v); "
+                    "return (next_w, next_v) in that order.")
             for description, mw, mv in _momentum_mistakes(w, dw, v, lr, mu):
                 if rel_error(got["next_w"], mw) < TOL and rel_error(got["next_v"], mv) < TOL:
                     hint = description + "."
