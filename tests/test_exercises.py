@@ -282,6 +282,12 @@ def test_momentum_returning_one_array_is_named():
         E.check_sgd_momentum(lambda w, dw, v, lr, momentum: w - lr * dw)
 
 
+def test_float32_outputs_are_named():
+    with pytest.raises(AssertionError, match="out is float32, but the inputs are float64"):
+        E.check_conv_forward(lambda x, w, b, stride, pad: L.conv_forward(x.astype(np.float32), w.astype(np.float32),
+                                                                          b.astype(np.float32), stride, pad))
+
+
 def test_backward_must_not_modify_dout():
     def conv_backward_in_place(dout, cache):
         grads = L.conv_backward(dout, cache)

@@ -278,6 +278,9 @@ def _array(name, value, shape, where):
         raise AssertionError(f"{where}: {name} is not an array of numbers ({type(value).__name__}: {e})") from None
     if a.shape != tuple(shape):
         raise AssertionError(f"{where}: {name} has shape {a.shape}, expected {tuple(shape)}")
+    if getattr(value, "dtype", np.dtype(np.float64)) in (np.float32, np.float16):
+        raise AssertionError(f"{where}: {name} is {value.dtype}, but the inputs are float64: keep the inputs' "
+                             "dtype (the checks compare to 1e-6, and numerical gradients need float64)")
     return a
 
 
