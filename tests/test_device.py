@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vggedu import backend, metrics
+from vggedu import backend, evaluate
 from vggedu.cli import main
 
 
@@ -18,13 +18,13 @@ def _gpu_or_skip():
 @pytest.fixture
 def evaluations(monkeypatch):
     """The ``device`` of every evaluate_checkpoint call, and the device its model ran on."""
-    seen, original = [], metrics.evaluate_checkpoint
+    seen, original = [], evaluate.evaluate_checkpoint
 
     def spy(path, *args, device=None, **kwargs):
         seen.append(device)
         return original(path, *args, device=device, **kwargs)
 
-    monkeypatch.setattr(metrics, "evaluate_checkpoint", spy)
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", spy)
     return seen
 
 
