@@ -189,12 +189,20 @@ def _flips_averaged(probs, B: int, flip: bool):
     return (probs[:B] + probs[B:]) / 2 if flip else probs
 
 
+FORWARD_PIXELS = 1 << 19  # images per forward pass: at most this many input pixels (10 crops of 224 x 224)
+
+
 def _forward_probs(model, batch: np.ndarray):
-    """Softmax posteriors of ``model`` on a host batch (moved to the model's device in its dtype)."""
+    """Softmax posteriors of ``model`` on a host batch (moved to the model's device in its dtype), run in
+    chunks of at most ``FORWARD_PIXELS`` input pixels so that a full-size net's 50 crops fit in memory."""
     fcn = isinstance(model, FullyConvolutional)
     dtype = model.dtype if fcn else model.net["conv1_1"].params["W"].dtype
-    x = to_device(np.ascontiguousarray(batch, dtype=dtype), model.device)
-    return softmax(model.forward(x) if fcn else model.forward(x, train=False))
+    step = max(1, FORWARD_PIXELS // (batch.shape[1] * batch.shape[2]))
+    out = []
+    for lo in range(0, len(batch), step):
+        x = to_device(np.ascontiguousarray(batch[lo:lo + step], dtype=dtype), model.device)
+        out.append(softmax(model.forward(x) if fcn else model.forward(x, train=False)))
+    return out[0] if len(out) == 1 else get_array_module(out[0]).concatenate(out)
 
 
 def _dense_batch(fcn, batch: np.ndarray, flip: bool):
@@ -441,14 +449,19 @@ def protocol_error(nets, labels, method: str, scales, cache: PosteriorCache) -> 
     check_method(method)
     probs = fuse([fuse([cache.get(net, method, Q) for Q in check_scales(scales, net.model.input_size)])
                   for net in nets])
+    seconds = sum(cache.cost(net, method, Q) for net in nets for Q in check_scales(scales, net.model.input_size))
+    return {**posterior_errors(probs, labels), "probs": probs, "seconds": seconds}
+
+
+def posterior_errors(probs, labels) -> dict:
+    """{"top1_err", "top5_err", "loss" (mean -log posterior of the true class), "n"} of posteriors (N, classes)."""
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
-        raise ValueError("protocol_error: no images")
-    p_true = probs[np.arange(n), labels]
-    seconds = sum(cache.cost(net, method, Q) for net in nets for Q in check_scales(scales, net.model.input_size))
+        raise ValueError("no images to score")
+    p_true = np.asarray(probs)[np.arange(n), labels]
     return {"top1_err": 1 - topk_correct(probs, labels, 1) / n, "top5_err": 1 - topk_correct(probs, labels, 5) / n,
-            "loss": float(-np.log(np.maximum(p_true, 1e-300)).mean()), "n": n, "probs": probs, "seconds": seconds}
+            "loss": float(-np.log(np.maximum(p_true, 1e-300)).mean()), "n": n}
 
 
 def evaluate_model(model, batches, prepare=None) -> dict:
