@@ -22,7 +22,7 @@ to figures/paper_tables.png, everything to bench/paper_tables.json (which lesson
     .venv/bin/python bench/paper_tables.py --quick --no-write                     # smoke test, ~2 min
     flock /work/.heavy.lock .venv/bin/python bench/paper_tables.py --speed        # dense vs 50 crops, VGG-D
 
-``--speed``: Sect. 3.2's argument for dense evaluation. One image at Q = 384 through a full-size
+``--speed``: Sect. 3.2's argument for dense evaluation. One 384x384 image (Q = 384) through a full-size
 VGG-D (224 input, random weights): dense (the whole 384x384 image and its flip through the fully
 convolutional net) against 50 crops of 224 (5x5 grid x flips), seconds (best of 3) and FLOPs (counted
 layer by layer from the shapes: 2 * KH * KW * C * F * OH * OW per conv, fc layers as convs), once
@@ -282,7 +282,7 @@ def speed_one():
 
     model = build_vgg("D", num_classes=1000, input_size=224, init="he", seed=0)
     fcn = to_fully_convolutional(model)
-    image = np.random.default_rng(0).standard_normal((384, 512, 3)).astype(np.float32)  # a 3:4 photo at Q = 384
+    image = np.random.default_rng(0).standard_normal((384, 384, 3)).astype(np.float32)  # square: already Q = 384
     times = {}
     for name, fn in (("dense", lambda: dense_scores(fcn, image, 384)),
                      ("50 crops", lambda: multicrop_scores(model, image, 384))):
@@ -323,8 +323,8 @@ def speed(args):
     text = f"""## Dense evaluation vs 50 crops, VGG-D at Q = 384 (`bench/paper_tables.py --speed`), {date}
 
 Sect. 3.2's argument for dense evaluation, measured: a full-size VGG-D (224 input, FC-4096, random He
-weights, float32) on one 384x512 image (a 3:4 photo rescaled to Q = 384). Dense: the whole image and
-its mirror image through the fully convolutional net (`dense_scores`, score map 6x10); multi-crop: the
+weights, float32) on one 384x384 image (Q = 384). Dense: the whole image and its mirror image
+through the fully convolutional net (`dense_scores`, score map 6x6); multi-crop: the
 5x5 grid of 224x224 crops and their mirror images (`multicrop_scores`, 50 forward passes, run 10 at a
 time). Best of 3 after a warm-up; FLOPs counted from the layer shapes (2 per multiply-add). The crops
 overlap, so they redo most of the work the dense pass shares. {describe_machine()}, default BLAS
