@@ -313,3 +313,23 @@ def test_vggedu_evaluate_prints_one_table_end_to_end(tmp_path, capsys):
     assert "smaller than the net's input size 32" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(a), "--method", "tencrop"]) != 0
     assert "unknown test method 'tencrop'" in capsys.readouterr().err
+
+
+def test_run_data_training_scale_range_and_validation_scale():
+    """Fixed S, jittered S and the validation scale that bench/paper_tables.py and lesson 07 train with."""
+    from vggedu.data import RandomCrop, Rescale, ScaleJitter
+    from vggedu.data.datasets import load_dataset
+    from vggedu.rundata import RunData
+
+    ds = load_dataset("shapes", "val", size=80, n=10)
+    fixed = RunData("shapes", ds, ds, 32, S_range=(40, 40), eval_Q=40).train_transform().transforms
+    jittered = RunData("shapes", ds, ds, 32, S_range=(40, 80)).train_transform().transforms
+    assert isinstance(fixed[0], Rescale) and fixed[0].S == 40 and isinstance(fixed[1], RandomCrop)
+    assert isinstance(jittered[0], ScaleJitter) and (jittered[0].S_min, jittered[0].S_max) == (40, 80)
+    x, _ = next(iter(RunData("shapes", ds, ds, 32, S_range=(40, 40), eval_Q=40).eval_batches(ds, 10)))
+    want = ds.images[0]
+    from vggedu.data.transforms import rescale
+
+    np.testing.assert_array_equal(x[0], rescale(want, 40)[4:36, 4:36].astype(np.float32))
+    with pytest.raises(ValueError, match="S_range"):
+        RunData("shapes", ds, ds, 32, S_range=(50, 40))
