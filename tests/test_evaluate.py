@@ -244,6 +244,8 @@ def test_multiscale_averages_the_scales_and_fuse_averages_posteriors():
     p = np.array([0.2, 0.8])
     np.testing.assert_array_equal(fuse([p]), p)
     np.testing.assert_allclose(fuse([p, np.array([0.6, 0.4])]), [0.4, 0.6])
+    np.testing.assert_allclose(fuse(p, np.array([0.6, 0.4])), [0.4, 0.6])
+    np.testing.assert_array_equal(fuse(p), p)
     with pytest.raises(ValueError, match="different shapes"):
         fuse([p, np.ones(3) / 3])
     with pytest.raises(ValueError, match="no posteriors"):

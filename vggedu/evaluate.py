@@ -298,10 +298,11 @@ def multiscale_scores(model, image, scales, method: str = "dense", flip: bool = 
     return fuse([scores(model, image, Q, method, flip) for Q in scales])
 
 
-def fuse(posteriors):
-    """Average a sequence of posterior arrays of one shape ((classes,) or (N, classes)): several nets'
-    (the paper's fusion, Table 6), several scales' or methods'. Fusing one array gives it back."""
-    posteriors = list(posteriors)
+def fuse(posteriors, *more):
+    """Average posterior arrays of one shape ((classes,) or (N, classes)): several nets' (the paper's fusion,
+    Table 6), several scales' or methods'. ``fuse([p, q])`` or ``fuse(p, q)``; fusing one array gives it back."""
+    single = hasattr(posteriors, "shape")
+    posteriors = [posteriors, *more] if single or more else list(posteriors)
     if not posteriors:
         raise ValueError("fuse: no posteriors to average")
     shapes = {tuple(p.shape) for p in posteriors}
