@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vggedu import backend, metrics
+from vggedu import backend, evaluate
 from vggedu.cli import main
 
 
@@ -18,13 +18,13 @@ def _gpu_or_skip():
 @pytest.fixture
 def evaluations(monkeypatch):
     """The ``device`` of every evaluate_checkpoint call, and the device its model ran on."""
-    seen, original = [], metrics.evaluate_checkpoint
+    seen, original = [], evaluate.evaluate_checkpoint
 
     def spy(path, *args, device=None, **kwargs):
         seen.append(device)
         return original(path, *args, device=device, **kwargs)
 
-    monkeypatch.setattr(metrics, "evaluate_checkpoint", spy)
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", spy)
     return seen
 
 
@@ -79,3 +79,25 @@ def test_cpu_tuned_conv_paths_are_off_on_the_gpu_cupy(xp):
     get = (lambda a: a.get()) if xp is not np else (lambda a: a)
     for mine, ref in ((out, ref_out), (dx, rdx), (dw, rdw), (db, rdb)):
         assert np.abs(get(mine) - ref).max() < 1e-10
+
+
+def test_evaluate_device_gpu_gives_the_cpus_table_cupy(tmp_path, monkeypatch, capsys):
+    """``vggedu evaluate --device gpu``: dense and multi-crop run on the device, the table is the CPU's."""
+    _gpu_or_skip()
+    monkeypatch.delenv("VGGEDU_DEVICE", raising=False)
+    import json
+
+    from vggedu import build_vgg, save_checkpoint
+
+    model = build_vgg("tiny", num_classes=10, input_size=32, fc_width=16, init="he", seed=1)
+    path = save_checkpoint(tmp_path / "a.npz", model, meta={"input": {"mean": [120.0, 115.0, 110.0], "scale": 1 / 255},
+                                                            "train_config": {"data": "shapes"}})
+    args = ["evaluate", "--checkpoint", str(path), "--images", "8", "--method", "center,dense+multicrop",
+            "--scales", "32,40", "--json"]
+    tables = {}
+    for device in ("cpu", "gpu"):
+        assert main([*args, "--device", device]) == 0
+        tables[device] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for cpu, gpu in zip(tables["cpu"], tables["gpu"]):
+        assert (cpu["top1_err"], cpu["top5_err"]) == (gpu["top1_err"], gpu["top5_err"])
+        assert abs(cpu["loss"] - gpu["loss"]) < 1e-5

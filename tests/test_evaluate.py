@@ -1,15 +1,31 @@
-"""The test protocol (vggedu.evaluate): FC layers as convolutions and dense evaluation (Sect. 3.2)."""
+"""The test protocol (vggedu.evaluate): FC layers as convolutions, dense evaluation, multi-crop, scales, fusion
+(Sect. 3.2), and ``vggedu evaluate`` end to end."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from vggedu import build_vgg, nn
+from vggedu import build_vgg, nn, save_checkpoint
+from vggedu.cli import main
 from vggedu.evaluate import (
     FullyConvolutional,
+    PosteriorCache,
+    TestNet,
+    center_scores,
     check_scale,
+    crop_grid,
+    dataset_posteriors,
+    default_scales,
     dense_scores,
+    fuse,
+    load_test_net,
+    multicrop_scores,
+    multiscale_scores,
+    protocol_error,
+    rescaled,
     score_map_side,
     softmax,
     to_fully_convolutional,
@@ -164,3 +180,158 @@ def test_bad_inputs_are_refused_with_clear_messages():
         dense_scores(model, np.zeros((96, 96, 3), np.uint8), 96)
     with pytest.raises(ValueError, match="smaller than the net's input size"):
         to_fully_convolutional(model).forward(np.zeros((1, 64, 128, 3), np.float32))
+
+
+# --- multi-crop, scales, fusion ---------------------------------------------------------------------------
+
+
+def _recording(model):
+    """Make ``model.forward`` record every batch it is given (a copy), and return that list."""
+    seen, original = [], model.forward
+
+    def forward(x, train=False):
+        seen.append(np.array(x))
+        return original(x, train=train)
+
+    model.forward = forward
+    return seen
+
+
+def test_multicrop_makes_50_crops_per_scale_on_a_5x5_grid_covering_the_corners_each_flipped():
+    model = build_vgg("tiny", **SMALL)
+    seen = _recording(model)
+    image = _image(120, width=150)
+    probs = multicrop_scores(model, image, 128)  # 128 x 160 after rescaling
+    assert len(seen) == 1 and seen[0].shape == (50, 96, 96, 3)  # one batch: 25 crops, then their 25 mirror images
+    positions = crop_grid(128, 160, 96, 5)
+    assert len(positions) == 25 == len(set(positions))
+    tops, lefts = sorted({t for t, _ in positions}), sorted({left for _, left in positions})
+    assert len(tops) == len(lefts) == 5
+    assert {(0, 0), (0, 64), (32, 0), (32, 64)} <= set(positions)  # the four corners: 128 - 96 = 32, 160 - 96 = 64
+    big = rescaled(image, 128)
+    assert big.shape == (128, 160, 3)
+    crops, flips = seen[0][:25], seen[0][25:]
+    for k, (t, left) in enumerate(positions):
+        np.testing.assert_array_equal(crops[k], big[t:t + 96, left:left + 96])
+        np.testing.assert_array_equal(flips[k], crops[k][:, ::-1])
+    want = _oracle_softmax(type(model).forward(model, seen[0])).mean(axis=0)  # the unrecorded forward
+    np.testing.assert_allclose(probs, want, rtol=0, atol=1e-6)
+    # without flips: the 25 crops only; three scales: 3 batches of 50
+    seen.clear()
+    multicrop_scores(model, image, 128, flip=False)
+    assert [b.shape[0] for b in seen] == [25]
+    seen.clear()
+    multiscale_scores(model, image, (96, 112, 128), method="multicrop")
+    assert [b.shape[0] for b in seen] == [50, 50, 50]
+
+
+def test_all_methods_agree_on_an_input_size_image_float64():
+    """At Q = input_size every crop is the whole image: centre = multi-crop = dense = the FC net's softmax."""
+    model = _float64(build_vgg("tiny", **SMALL))
+    image = _image(96, dtype=np.float64)
+    want = _oracle_softmax(model.forward(np.stack([image, image[:, ::-1]]))).mean(axis=0)
+    for probs in (dense_scores(model, image, 96)[0], multicrop_scores(model, image, 96),
+                  center_scores(model, image, 96)):
+        np.testing.assert_allclose(probs, want, rtol=0, atol=1e-10)
+
+
+def test_multiscale_averages_the_scales_and_fuse_averages_posteriors():
+    model = _float64(build_vgg("tiny", **SMALL))
+    image = _image(100, dtype=np.float64)
+    per_scale = [dense_scores(model, image, Q)[0] for Q in (96, 128, 160)]
+    np.testing.assert_allclose(multiscale_scores(model, image, (96, 128, 160)), np.mean(per_scale, axis=0),
+                               rtol=0, atol=1e-12)
+    p = np.array([0.2, 0.8])
+    np.testing.assert_array_equal(fuse([p]), p)
+    np.testing.assert_allclose(fuse([p, np.array([0.6, 0.4])]), [0.4, 0.6])
+    np.testing.assert_allclose(fuse(p, np.array([0.6, 0.4])), [0.4, 0.6])
+    np.testing.assert_array_equal(fuse(p), p)
+    with pytest.raises(ValueError, match="different shapes"):
+        fuse([p, np.ones(3) / 3])
+    with pytest.raises(ValueError, match="no posteriors"):
+        fuse([])
+
+
+def test_default_scales_are_the_papers():
+    assert default_scales(256) == (224, 256, 288)
+    assert default_scales(384) == (352, 384, 416)
+    assert default_scales(S_range=(256, 512)) == (256, 384, 512)
+    assert default_scales(40, input_size=32) == (35, 40, 45)  # the step scales with the input size: 32 * 32/224
+    assert default_scales(32, input_size=32) == (32, 37)  # never below the input size
+    with pytest.raises(ValueError, match="either S"):
+        default_scales(256, (256, 512))
+
+
+def test_dataset_posteriors_equal_the_per_image_functions():
+    model = build_vgg("tiny", **SMALL)
+    net = TestNet(model, mean=[100.0, 110.0, 120.0], scale=1 / 255)
+    images = np.random.default_rng(1).integers(0, 256, (5, 110, 110, 3), dtype=np.uint8)
+    prepared = net.prepare(images)
+    for method, one in (("center", center_scores), ("multicrop", multicrop_scores),
+                        ("dense", lambda m, x, Q: dense_scores(m, x, Q)[0])):
+        got = dataset_posteriors(net, images, method, 128, batch_size=2)
+        assert got.shape == (5, 7)
+        want = np.stack([one(model, x, 128) for x in prepared])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def _tiny_checkpoint(path, seed=3):
+    model = build_vgg("tiny", **{**SMALL, "input_size": 32, "num_classes": 10, "seed": seed})
+    meta = {"input": {"mean": [120.0, 115.0, 110.0], "scale": 1 / 255}, "train_config": {"data": "shapes"}}
+    return save_checkpoint(path, model, meta=meta)
+
+
+def test_fusion_of_a_checkpoint_with_itself_equals_that_checkpoint(tmp_path):
+    path = _tiny_checkpoint(tmp_path / "a.npz")
+    a, b = load_test_net(path), load_test_net(path)
+    images = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    labels = np.arange(6)
+    cache = PosteriorCache(images)
+    for method in ("center", "dense", "dense+multicrop"):
+        alone = protocol_error(a, labels, method, (32, 40), cache)
+        fused = protocol_error([a, b], labels, method, (32, 40), cache)
+        np.testing.assert_allclose(fused["probs"], alone["probs"], rtol=0, atol=1e-12)
+        assert (fused["top1_err"], fused["top5_err"]) == (alone["top1_err"], alone["top5_err"])
+
+
+def test_vggedu_evaluate_prints_one_table_end_to_end(tmp_path, capsys):
+    a, b = _tiny_checkpoint(tmp_path / "a.npz", seed=1), _tiny_checkpoint(tmp_path / "b.npz", seed=2)
+    args = ["evaluate", "--checkpoint", str(a), "--checkpoint", str(b), "--data", "shapes", "--images", "20",
+            "--method", "center,dense", "--method", "multicrop", "--method", "dense+multicrop",
+            "--scales", "32", "--scales", "32,40,48"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "| net | method | test scales Q | top-1 err (%) | top-5 err (%) | images | seconds |"
+    rows = [line.split(" | ") for line in out[3:]]
+    assert len(rows) == 3 * 4 * 2  # (a, b, their fusion) x 4 methods x 2 scale sets
+    assert [r[1] for r in rows[:8]] == ["center"] * 2 + ["dense"] * 2 + ["multicrop"] * 2 + ["dense+multicrop"] * 2
+    assert [r[2] for r in rows[:2]] == ["32", "32, 40, 48"] and all(r[5] == "20" for r in rows)
+    assert rows[-1][0].startswith("| fusion of ")
+    assert main([*args[:9], "--method", "dense", "--scales", "32,40", "--json", "--no-flip"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == 3 and all(0 <= r["top5_err"] <= r["top1_err"] <= 1 and r["n"] == 20 for r in records)
+    assert records[0]["flip"] is False and records[1]["scales"] == [32, 40] and records[2]["config"] == "tiny+tiny"
+    assert main(["evaluate", "--checkpoint", str(a), "--scales", "16"]) != 0
+    assert "smaller than the net's input size 32" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(a), "--method", "tencrop"]) != 0
+    assert "unknown test method 'tencrop'" in capsys.readouterr().err
+
+
+def test_run_data_training_scale_range_and_validation_scale():
+    """Fixed S, jittered S and the validation scale that bench/paper_tables.py and lesson 07 train with."""
+    from vggedu.data import RandomCrop, Rescale, ScaleJitter
+    from vggedu.data.datasets import load_dataset
+    from vggedu.rundata import RunData
+
+    ds = load_dataset("shapes", "val", size=80, n=10)
+    fixed = RunData("shapes", ds, ds, 32, S_range=(40, 40), eval_Q=40).train_transform().transforms
+    jittered = RunData("shapes", ds, ds, 32, S_range=(40, 80)).train_transform().transforms
+    assert isinstance(fixed[0], Rescale) and fixed[0].S == 40 and isinstance(fixed[1], RandomCrop)
+    assert isinstance(jittered[0], ScaleJitter) and (jittered[0].S_min, jittered[0].S_max) == (40, 80)
+    x, _ = next(iter(RunData("shapes", ds, ds, 32, S_range=(40, 40), eval_Q=40).eval_batches(ds, 10)))
+    want = ds.images[0]
+    from vggedu.data.transforms import rescale
+
+    np.testing.assert_array_equal(x[0], rescale(want, 40)[4:36, 4:36].astype(np.float32))
+    with pytest.raises(ValueError, match="S_range"):
+        RunData("shapes", ds, ds, 32, S_range=(50, 40))

@@ -15,6 +15,7 @@ The package is small modules, one idea each:
 - ``checkpoint`` safe ``.npz`` checkpoints (atomic, hashed, no pickles)
 - ``data``       datasets, the paper's augmentation, a prefetching loader
 - ``train``      the trainer behind ``vggedu train``
+- ``evaluate``   the test protocol (Sect. 3.2): FC layers as convolutions, dense, multi-crop, scales, fusion
 - ``pretrained`` the released VGG-16/19 weight files (MatConvNet, Caffe, Keras, torchvision) as vggedu nets
 - ``features``   very deep features (Appendix B) and a linear SVM on them
 

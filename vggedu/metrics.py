@@ -1,4 +1,4 @@
-"""Top-k error, evaluation of a net or checkpoint, a run's metrics file and curves (lessons 05 and 06).
+"""Top-k error, a run's metrics file and curves (lessons 05 and 06).
 
 The paper reports top-1 and top-5 error (Sect. 4): the fraction of images whose true class is not
 the highest score, or not among the five highest. A run directory holds ``metrics.jsonl``, one JSON
@@ -8,8 +8,8 @@ object per epoch (keys below), which ``read_metrics`` reads back and ``plot_curv
     seconds, images_per_s, lr_dropped, best
 
 ``compare_curves`` draws several runs side by side (lesson 06: transplant vs random initialisations).
-``evaluate_model`` and ``evaluate_checkpoint`` measure loss and top-1/top-5 error on a split, one
-centre crop per image (Sect. 3.2's dense and multi-crop evaluation are not here).
+Evaluating a net or checkpoint (centre crop, dense, multi-crop, scales, fusion) is ``vggedu.evaluate``;
+``evaluate_model`` and ``evaluate_checkpoint`` are still importable from here for old code.
 """
 
 from __future__ import annotations
@@ -44,54 +44,6 @@ def topk_error(scores, y, k: int = 1) -> float:
     if n == 0:
         raise ValueError("topk_error: no images")
     return 1.0 - topk_correct(scores, y, k) / n
-
-
-def evaluate_model(model, batches, prepare=None) -> dict:
-    """Mean loss and top-1/top-5 error of ``model`` (eval mode) over ``batches`` of (x, y)."""
-    from vggedu.layers import softmax_cross_entropy
-
-    loss_sum, top1, top5, n = 0.0, 0, 0, 0
-    for x, y in batches:
-        if prepare is not None:
-            x, y = prepare(x, y)
-        scores = model.forward(x, train=False)
-        loss, _ = softmax_cross_entropy(scores, y)
-        loss_sum += loss * len(y)
-        top1 += topk_correct(scores, y, 1)
-        top5 += topk_correct(scores, y, 5)
-        n += len(y)
-    if n == 0:
-        raise ValueError("evaluate: no images to evaluate")
-    return {"loss": loss_sum / n, "top1_err": 1 - top1 / n, "top5_err": 1 - top5 / n, "n": n}
-
-
-def evaluate_checkpoint(path, data: str | None = None, split: str = "test", batch_size: int = 256,
-                        n: int | None = None, device: str | None = None) -> dict:
-    """Top-1/top-5 error of checkpoint ``path`` on ``split`` of ``data`` (default: the dataset it was trained
-    on), one centre crop per image, normalised as in training (mean and scale from the checkpoint)."""
-    from vggedu.backend import default_device, to_device
-    from vggedu.checkpoint import load_checkpoint
-    from vggedu.rundata import RunData, load_split, train_mean
-
-    ckpt = load_checkpoint(path, device=device or default_device())
-    model, meta = ckpt.model, ckpt.meta
-    run_cfg = meta.get("train_config") or {}
-    data = data or run_cfg.get("data")
-    if data is None:
-        raise ValueError(f"{path} does not say which data it was trained on: pass --data")
-    size, holdout = model.input_size, run_cfg.get("holdout", 5000)
-    dataset = load_split(data, split, size, holdout, n, run_cfg.get("data_seed", 0))
-    if dataset.images.shape[-1] != model.in_channels or len(dataset.classes) != model.num_classes:
-        raise ValueError(f"{path} is a net for {model.in_channels}-channel images and {model.num_classes} classes; "
-                         f"{data} has {dataset.images.shape[-1]} channels and {len(dataset.classes)} classes")
-    info = meta.get("input")
-    if info is None:  # e.g. a transplanted file that was never trained: use this dataset's training mean
-        train = load_split(data, "train", size, holdout, None, run_cfg.get("data_seed", 0))
-        info = {"mean": train_mean(train.images).tolist(), "scale": DEFAULT_PIXEL_SCALE}
-    rd = RunData(data, dataset, dataset, size, augment=False, mean=info["mean"])
-    result = evaluate_model(model, rd.eval_batches(dataset, batch_size),
-                            lambda x, y: (to_device(rd.normalise(x, info["scale"]), model.device), y))
-    return {**result, "data": data, "split": split, "config": model.config, "classes": dataset.classes}
 
 
 def read_metrics(path) -> list[dict]:
@@ -187,3 +139,11 @@ def _figure(figsize):
 
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(1, 3)
+
+
+def __getattr__(name):  # evaluation moved to vggedu.evaluate (which imports this module: no cycle at import)
+    if name in ("evaluate_model", "evaluate_checkpoint"):
+        from vggedu import evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(f"module 'vggedu.metrics' has no attribute {name!r}")

@@ -15,7 +15,10 @@ initialisation. Mean and scale are saved in every checkpoint's meta so evaluatio
 
 Augmentation (Sect. 3.1), one image at a time from the loader's per-image generator: rescale so the
 side is S, drawn from [size, max_scale * size] (scale jittering), take a random size x size crop,
-flip horizontally with probability 1/2. Validation and test images get one centre crop.
+flip horizontally with probability 1/2. Validation and test images get one centre crop. ``S_range``
+= (S_min, S_max) in pixels sets the training scale directly: (40, 40) a fixed S = 40 for 32 crops
+(the paper's S = 256 for 224), (40, 80) jittering (its [256, 512]); ``eval_Q`` the validation
+images' scale before their centre crop (lesson 07, bench/paper_tables.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class RunData:
     """Training and validation datasets of one run, with the training set's mean pixel."""
 
     def __init__(self, name: str, train, val, size: int, augment: bool = True, max_scale: float = 1.25,
-                 mean=None):
+                 mean=None, S_range: tuple | None = None, eval_Q: int | None = None):
         for split, ds in (("train", train), ("val", val)):
             images = getattr(ds, "images", None)
             if not isinstance(images, np.ndarray) or images.ndim != 4:
@@ -49,14 +52,17 @@ class RunData:
         self.num_classes = len(self.classes)
         self.in_channels = int(train.images.shape[-1])
         self.augment, self.max_scale = bool(augment), float(max_scale)
+        if S_range is not None and not 1 <= int(S_range[0]) <= int(S_range[1]):
+            raise ValueError(f"{name}: S_range must be (S_min, S_max) with 1 <= S_min <= S_max, got {S_range}")
+        self.S_range = None if S_range is None else (int(S_range[0]), int(S_range[1]))
+        self.eval_Q = None if eval_Q is None else int(eval_Q)
         self.mean = (train_mean(train.images) if mean is None else np.asarray(mean, np.float32)).reshape(-1)
 
     def train_transform(self):
         """The training augmentation (None when off and the images are already size x size)."""
         if self.augment:
-            top = max(self.size, int(round(self.max_scale * self.size)))
-            return Compose([ScaleJitter(self.size, top) if top > self.size else Rescale(self.size),
-                            RandomCrop(self.size), RandomFlip()])
+            low, top = self.S_range or (self.size, max(self.size, int(round(self.max_scale * self.size))))
+            return Compose([ScaleJitter(low, top) if top > low else Rescale(low), RandomCrop(self.size), RandomFlip()])
         return None if self.train.images.shape[1:3] == (self.size, self.size) else centre_crop(self.size)
 
     def train_loader(self, batch_size: int, seed: int = 0, workers: int = 1) -> DataLoader:
@@ -64,10 +70,10 @@ class RunData:
                           workers=workers)
 
     def eval_batches(self, dataset, batch_size: int):
-        """(x, y) batches of ``dataset`` in order, one centre crop per image."""
-        same = dataset.images.shape[1:3] == (self.size, self.size)
-        return DataLoader(dataset, batch_size, shuffle=False, transform=None if same else centre_crop(self.size),
-                          prefetch=0)
+        """(x, y) batches of ``dataset`` in order, one centre crop per image (of the image rescaled to ``eval_Q``)."""
+        same = dataset.images.shape[1:3] == (self.size, self.size) and self.eval_Q in (None, self.size)
+        return DataLoader(dataset, batch_size, shuffle=False, prefetch=0,
+                          transform=None if same else centre_crop(self.size, self.eval_Q))
 
     def normalise(self, x: np.ndarray, scale: float) -> np.ndarray:
         """(x - mean) * scale, in place on the float32 batch the loader made."""
@@ -79,8 +85,9 @@ class RunData:
         return {"mean": [float(m) for m in self.mean], "scale": float(scale), "size": self.size}
 
 
-def centre_crop(size: int) -> Compose:
-    return Compose([Rescale(size), CenterCrop(size)])
+def centre_crop(size: int, Q: int | None = None) -> Compose:
+    """Rescale so that the smaller side is Q (default ``size``), then the centre size x size crop."""
+    return Compose([Rescale(Q or size), CenterCrop(size)])
 
 
 def train_mean(images: np.ndarray) -> np.ndarray:

@@ -47,7 +47,8 @@ def register(subparsers):
 
 def run(args) -> int:
     from vggedu.checkpoint import load_checkpoint, save_checkpoint
-    from vggedu.metrics import compare_curves, evaluate_checkpoint
+    from vggedu.evaluate import evaluate_checkpoint
+    from vggedu.metrics import compare_curves
     from vggedu.models import build_vgg
     from vggedu.train import TrainConfig, Trainer, check_writable
     from vggedu.transplant import transplant

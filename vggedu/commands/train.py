@@ -164,7 +164,7 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from vggedu.distributed import world
-    from vggedu.metrics import evaluate_checkpoint
+    from vggedu.evaluate import evaluate_checkpoint
     from vggedu.train import Trainer, TrainingDiverged
 
     check_options(args)
