@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test lint pytest fakecupy nbval
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check vggedu tests bench
+	$(VENV)/bin/ruff check vggedu tests bench notebooks
 
 pytest: $(VENV)/.installed-test
 	VGGEDU_QUICK=1 $(PY) -m pytest -q tests
