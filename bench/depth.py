@@ -23,8 +23,9 @@ augmentation and dropout); the table gives the mean and the spread (min-max) of 
     python bench/depth.py --quick              # a smoke test in about a minute
     python bench/depth.py --write-results      # also replace the section in bench/RESULTS.md
 
-Writes ``--out``/depth.json (settings, every arm's curves and test error), ``figures/depth_comparison.png``
-(full run only) and, with ``--write-results``, the section of ``bench/RESULTS.md``.
+Writes ``--out``/depth.json (settings, every arm's curves and test error; a full run also copies it to
+``bench/depth.json``, which lesson 06 reads), ``figures/depth_comparison.png`` (full run only) and, with
+``--write-results``, the section of ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/depth")
     p.add_argument("--figure", default=str(ROOT / "figures" / "depth_comparison.png"))
     p.add_argument("--write-results", action="store_true", help="replace the depth section of bench/RESULTS.md")
+    p.add_argument("--from-json", help="no training: redraw the figure (and --write-results) from a saved depth.json")
+    p.add_argument("--reading", help="a paragraph that reads the results, stored in depth.json and RESULTS.md")
     args = p.parse_args(argv)
     if args.quick:
         args.width, args.fc_width, args.train_images, args.val_images = 0.125, 64, 1000, 200
@@ -159,17 +162,17 @@ def draw(result, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     s, rows = result["settings"], table(result)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.2))
     for i, arm in enumerate(["A", *s["arms"]]):
         for j, rec in enumerate(result["seeds"].values()):
             h = rec[arm]["history"]
-            offset = 0 if arm in ("A", "A continued") else (0 if arm == "D He" else s["epochs_a"])
-            if arm == "A continued":
-                offset = s["epochs_a"] - h[0]["epoch"] + 1
-            ax0.plot([offset + r["epoch"] for r in h], [100 * r["val_top1_err"] for r in h], color=f"C{i}",
-                     alpha=0.8, label=arm if j == 0 else None)
+            # every arm's extra epochs are drawn after A's stage (A continued's records carry their own epochs)
+            offset = 0 if arm in ("A", "A continued") else s["epochs_a"]
+            ax0.plot([offset + r["epoch"] for r in h], [100 * r["val_top1_err"] for r in h], "o-", ms=2,
+                     color=f"C{i}", alpha=0.8, label=arm if j == 0 else None)
     ax0.axvline(s["epochs_a"] + 0.5, color="grey", ls=":")
     ax0.axhline(100 * (1 - 1 / 10), color="grey", ls="--", lw=0.8)
     ax0.set(xlabel="epoch (A's stage, then the extra budget)", ylabel="validation top-1 error (%)", yscale="log",
@@ -182,6 +185,11 @@ def draw(result, path):
     ax1.set_xticks(range(len(rows)), [r["arm"] for r in rows], rotation=20)
     ax1.set(yscale="log", ylabel="test top-1 error (%), mean and min-max")
     ax1.set_title(f"after +{s['epochs_extra']} epochs, {len(result['seeds'])} seeds")
+    for ax in (ax0, ax1):
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"Depth on shapes 32x32: width {s['width']:g}, FC-{s['fc_width']}, {s['train_images']} images, "
                  f"A {s['epochs_a']} epochs then +{s['epochs_extra']} for every arm (bench/depth.py)")
     fig.tight_layout()
@@ -231,6 +239,16 @@ def write_results(result, path=ROOT / "bench" / "RESULTS.md"):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        if args.reading:
+            result["reading"] = args.reading
+            (ROOT / "bench" / "depth.json").write_text(json.dumps(result, indent=1))
+        print(format_table(result))
+        draw(result, args.figure)
+        if args.write_results:
+            write_results(result)
+        return 0
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -251,6 +269,7 @@ def main(argv=None):
         (out / "depth.json").write_text(json.dumps(result, indent=1))
     print(format_table(result))
     if not args.quick:
+        (ROOT / "bench" / "depth.json").write_text(json.dumps(result, indent=1))
         draw(result, args.figure)
         print(f"figure: {args.figure}")
     if args.write_results:
