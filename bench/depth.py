@@ -67,7 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs-a", type=int, default=16, help="A's first stage (to a plateau)")
     p.add_argument("--epochs-extra", type=int, default=8, help="the extra budget every arm gets")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--arms", nargs="+", default=[a for a in ARMS if a != "B transplant"], choices=ARMS)
+    p.add_argument("--arms", nargs="+", default=list(ARMS[:4]), choices=ARMS, help="B and E transplant: add them")
     p.add_argument("--out", default="runs/depth")
     p.add_argument("--figure", default=str(ROOT / "figures" / "depth_comparison.png"))
     p.add_argument("--write-results", action="store_true", help="replace the depth section of bench/RESULTS.md")
