@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 
 FAKECUPY ?= ../shared/fakecupy
 
-.PHONY: demo test lint pytest fakecupy nbval figures bench clean
+.PHONY: demo test lint pytest fakecupy nbval lessons figures bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test lint pytest fakecupy nbval
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check vggedu tests bench solutions
+	$(VENV)/bin/ruff check vggedu tests bench solutions notebooks
 
 pytest: $(VENV)/.installed-test
 	VGGEDU_QUICK=1 $(PY) -m pytest -q tests
@@ -43,6 +43,11 @@ fakecupy: $(VENV)/.installed-test
 
 nbval: $(VENV)/.installed-test
 	VGGEDU_QUICK=1 $(PY) -m pytest -q --nbval-lax --nbval-current-env notebooks/
+
+# re-execute every lesson in full mode and save it with its outputs (what the repository stores; slow: run it
+# under a lock on a shared machine, flock LOCKFILE make lessons)
+lessons: $(VENV)/.installed-test
+	$(PY) tools/run_notebooks.py --full notebooks/[0-9][0-9]_*.ipynb
 
 figures: $(VENV)/.installed
 	$(PY) -m vggedu.figures

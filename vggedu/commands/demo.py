@@ -9,7 +9,9 @@ of FC-4096), about 5 minutes on 2 CPU cores:
    (lesson 06 shows it). He's std sqrt(2 / fan_in) keeps the signal's scale through the ReLUs.
 2. Transplant (Sect. 3.1): A's conv1_1, conv2_1, conv3_1, conv3_2, fc6, fc7 and fc8 go into the
    same-named layers of VGG-D (16 layers); D's other nine conv layers start from He's random weights.
-3. VGG-D trained on from there, same learning rate for every layer, as in the paper.
+3. VGG-D trained on from there, same learning rate for every layer, as in the paper; and, for a fair
+   comparison, VGG-A trained on for the same number of epochs (its run simply continues). Both nets
+   have then had the same number of epochs: D's first ones were A's.
 
 Then both nets' best checkpoints are evaluated on the test split and the curves are drawn:
 ``runs/demo/A/curves.png``, ``runs/demo/D/curves.png`` and both side by side in ``runs/demo/curves.png``.
@@ -61,13 +63,16 @@ def run(args) -> int:
         print(f"[1/3] VGG-A (11 weight layers), width {net['width']:g}, FC-{net['fc_width']}, on shapes "
               f"{net['size']}x{net['size']} ({stage_a['train_images']} training images), He initialisation",
               flush=True)
-        cfg_a = TrainConfig(**net, **stage_a, out=str(out / "A"), **common)
+        epochs_a, extra = stage_a["epochs"], stage_deep["epochs"]
+        cfg_a = TrainConfig(**net, **{**stage_a, "epochs": epochs_a + extra}, out=str(out / "A"), **common)
         trainer = Trainer(cfg_a)
-        trainer.fit()
+        trainer.fit(epochs_a)
+        (out / f"A-epoch{epochs_a}.npz").write_bytes((out / "A" / "best.npz").read_bytes())
+        best_a = trainer.best_val_err
 
         print(f"[2/3] transplant: VGG-A's first four conv layers and three FC layers into VGG-{args.deep}",
               flush=True)
-        src = load_checkpoint(out / "A" / "best.npz")
+        src = load_checkpoint(out / f"A-epoch{epochs_a}.npz")
         deep = build_vgg(args.deep, num_classes=src.spec["num_classes"], input_size=net["size"], width=net["width"],
                          fc_width=net["fc_width"], in_channels=src.spec["in_channels"], init="he", seed=1)
         report = transplant(src, deep, layers="paper")
@@ -75,20 +80,26 @@ def run(args) -> int:
         print(report, flush=True)
 
         print(f"[3/3] VGG-{args.deep} ({len([r for r in deep.summary() if r['kind'] in ('conv', 'fc')])} weight "
-              f"layers) trained on from the transplant", flush=True)
+              f"layers) trained on from the transplant for {extra} epochs, then VGG-A for the same {extra} more "
+              "epochs (equal budgets)", flush=True)
         cfg_d = TrainConfig(**net, **stage_deep, config=args.deep, init="he", init_from=str(init_path),
                             out=str(out / args.deep), **common)
         Trainer(cfg_d).fit()
+        trainer.fit()  # A's own run, on to epochs_a + extra
 
     results = {name: evaluate_checkpoint(out / name / "best.npz", device=args.device) for name in ("A", args.deep)}
     compare_curves({f"VGG-{name}": out / name for name in results}, out / "curves.png",
-                   title=f"VGG-A, then VGG-{args.deep} from the transplant (shapes {net['size']}x{net['size']})",
-                   num_classes=src.spec["num_classes"], offsets={f"VGG-{args.deep}": cfg_a.epochs})
+                   title=f"VGG-A ({epochs_a}+{extra} epochs) and VGG-{args.deep} from A's epoch-{epochs_a} transplant "
+                   f"(+{extra}), shapes {net['size']}x{net['size']}",
+                   num_classes=src.spec["num_classes"], offsets={f"VGG-{args.deep}": epochs_a})
     minutes = (time.perf_counter() - t0) / 60
-    print(f"\nTest error on shapes ({results['A']['n']} test images, one centre crop), after {minutes:.1f} minutes:")
+    print(f"\nTest error on shapes ({results['A']['n']} test images, one centre crop), after {minutes:.1f} minutes; "
+          f"both nets trained {epochs_a + extra} epochs (D's first {epochs_a} as A), best checkpoint by validation:")
     for name, r in results.items():
         print(f"  VGG-{name:<2} top-1 {100 * r['top1_err']:5.1f}%   top-5 {100 * r['top5_err']:5.1f}%   "
               f"curves: {out / name / 'curves.png'}")
+    print(f"  (VGG-A after its first {epochs_a} epochs, when it was transplanted: validation top-1 "
+          f"{100 * best_a:.1f}%)")
     print(f"Both side by side: {out / 'curves.png'}. Next: the lessons in notebooks/ (05 trains A, 06 transplants).")
     return 0
 
