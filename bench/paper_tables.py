@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from common import blas_kernel, describe_machine  # noqa: E402
 
+from vggedu.commands.evaluate import format_table  # noqa: E402
 from vggedu.evaluate import (  # noqa: E402
     METHODS,
     PosteriorCache,
@@ -193,12 +194,8 @@ def experiment(args):
 
 
 def table(rows) -> str:
-    lines = ["| trained at | method | test scales Q | top-1 err (%) | top-5 err (%) | images | seconds |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['net']} | {r['method']} | {', '.join(map(str, r['scales']))} | "
-                     f"{100 * r['top1_err']:.1f} | {100 * r['top5_err']:.1f} | {r['n']} | {r['seconds']:.0f} |")
-    return "\n".join(lines)
+    """RESULTS.md's table: ``vggedu evaluate``'s, with the training scale as the net's name."""
+    return format_table(rows, net_header="trained at", seconds_format=".0f")
 
 
 def draw(report, path):

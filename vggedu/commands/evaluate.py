@@ -67,13 +67,14 @@ def parse_scales(values, input_size: int) -> list[tuple[int, ...]]:
     return sets
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], net_header: str = "net", seconds_format: str = ".1f") -> str:
     """The rows as a Markdown table: net, method, test scales, top-1 and top-5 error (%), images, seconds."""
-    lines = ["| net | method | test scales Q | top-1 err (%) | top-5 err (%) | images | seconds |",
+    lines = [f"| {net_header} | method | test scales Q | top-1 err (%) | top-5 err (%) | images | seconds |",
              "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['net']} | {r['method']} | {', '.join(map(str, r['scales']))} | "
-                     f"{100 * r['top1_err']:.1f} | {100 * r['top5_err']:.1f} | {r['n']} | {r['seconds']:.1f} |")
+                     f"{100 * r['top1_err']:.1f} | {100 * r['top5_err']:.1f} | {r['n']} | "
+                     f"{r['seconds']:{seconds_format}} |")
     return "\n".join(lines)
 
 
