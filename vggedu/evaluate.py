@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numbers
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -361,6 +361,7 @@ class TestNet:
     mean: np.ndarray  # (C,) the training set's mean pixel
     scale: float  # pixel_scale
     name: str = "net"
+    train_config: dict = field(default_factory=dict)  # the checkpoint's training settings (data, holdout, seed)
 
     def __post_init__(self):
         self.mean = np.asarray(self.mean, np.float32).reshape(-1)
@@ -380,7 +381,8 @@ def load_test_net(path, device: str | None = None, data: str | None = None) -> T
 
     ckpt = load_checkpoint(path, device=device or default_device())
     info = ckpt.meta.get("input") or _fallback_input(ckpt, path, data)
-    return TestNet(ckpt.model, info["mean"], info["scale"], name=str(path))
+    return TestNet(ckpt.model, info["mean"], info["scale"], name=str(path),
+                   train_config=ckpt.meta.get("train_config") or {})
 
 
 def _fallback_input(ckpt, path, data):

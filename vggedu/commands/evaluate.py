@@ -93,9 +93,7 @@ def run(args) -> int:
             raise ValueError(f"{net.name} (input {m.input_size}, {m.num_classes} classes) cannot be fused with "
                              f"{nets[0].name} (input {first.input_size}, {first.num_classes} classes)")
     scale_sets = parse_scales(args.scales, first.input_size)
-    from vggedu.checkpoint import load_checkpoint
-
-    run_cfg = load_checkpoint(args.checkpoint[0]).meta.get("train_config") or {}
+    run_cfg = nets[0].train_config
     data = args.data or run_cfg.get("data")
     if data is None:
         raise ValueError(f"{args.checkpoint[0]} does not say which data it was trained on: pass --data")
